@@ -1,0 +1,82 @@
+"""The manifest: the source table with every image checked, measured and hashed.
+
+Every image is decoded here once, so a bad file is found before the split is drawn, and the
+split never has to change when an image is left out later.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from skinkd.errors import DataError
+from skinkd.hashing import perceptual_hash, sha256
+from skinkd.images import decode_image, read_bytes
+from skinkd.parallel import map_in_processes
+
+log = logging.getLogger(__name__)
+_SHOWN_ERRORS = 10
+
+
+def inspect_image(path: str) -> dict[str, object]:
+    """Size and hashes of one image, or ``{"error": message}`` when it cannot be used."""
+    try:
+        data = read_bytes(path)
+        image = decode_image(data, path)
+    except DataError as exc:
+        return {"error": str(exc)}
+    return {
+        "width": image.shape[1],
+        "height": image.shape[0],
+        "sha256": sha256(data),
+        "phash": perceptual_hash(image),
+    }
+
+
+def build_manifest(
+    source: pd.DataFrame, on_bad_image: str = "error", processes: int = 1
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Check every image of a source table; return (manifest, rejected).
+
+    With ``on_bad_image="error"`` any bad image raises one DataError listing them; with
+    ``"skip"`` they are left out and returned in ``rejected`` (image_id, path, reason).
+    """
+    results = map_in_processes(inspect_image, list(source["path"]), processes)
+    info = pd.DataFrame(results, index=source.index)
+    bad = info["error"].notna() if "error" in info else pd.Series(False, index=source.index)
+    rejected = pd.DataFrame(
+        {
+            "image_id": source.loc[bad, "image_id"],
+            "path": source.loc[bad, "path"],
+            "reason": info.loc[bad, "error"] if bad.any() else pd.Series(dtype=str),
+        }
+    ).reset_index(drop=True)
+    if bad.any() and on_bad_image == "error":
+        shown = "\n  ".join(rejected["reason"].head(_SHOWN_ERRORS))
+        more = len(rejected) - _SHOWN_ERRORS
+        raise DataError(
+            f"{len(rejected)} bad image(s):\n  {shown}"
+            + (f"\n  ... and {more} more" if more > 0 else "")
+            + "\n(set dataset.on_bad_image: skip to leave them out and list them in rejected.csv)"
+        )
+    for reason in rejected["reason"]:
+        log.warning("skipped: %s", reason)
+    manifest = source.loc[~bad].copy()
+    good = info.loc[~bad]
+    manifest["width"] = good["width"].astype("int64")
+    manifest["height"] = good["height"].astype("int64")
+    manifest["sha256"] = good["sha256"]
+    manifest["phash"] = good["phash"]
+    for label, name in ((0, "benign"), (1, "malignant")):
+        if not (manifest["label"] == label).any():
+            raise DataError(f"no {name} images left after checking ({len(rejected)} rejected)")
+    return manifest.reset_index(drop=True), rejected
+
+
+def read_manifest(path: str) -> pd.DataFrame:
+    """Read a manifest (or split table) CSV keeping ids and hashes as strings."""
+    text_columns = ("image_id", "group", "lesion_id", "phash", "sha256", "path", "division")
+    return pd.read_csv(
+        path, dtype={c: str for c in text_columns}, keep_default_na=False, na_values=[]
+    )

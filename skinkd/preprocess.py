@@ -1,0 +1,180 @@
+"""The six preprocessing stages of the paper, in order, as one implementation.
+
+Stages 1-4 (closing, bilateral filter, highlight, unsharp masking) work on uint8 RGB images
+and saturate like OpenCV does; stage 6 (resize) follows them. Stage 5 (rescale to [0, 1]) is
+``rescale``, applied when batches are fed: the cache keeps uint8 arrays (4x smaller), and
+since resizing is linear, rescaling before or after it gives the same values up to the final
+uint8 rounding. Training, evaluation and ``predict`` all call ``preprocess_image``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+_SHAPES = {"rect": cv2.MORPH_RECT, "ellipse": cv2.MORPH_ELLIPSE, "cross": cv2.MORPH_CROSS}
+_INTERPOLATIONS = {
+    "nearest": cv2.INTER_NEAREST,
+    "linear": cv2.INTER_LINEAR,
+    "cubic": cv2.INTER_CUBIC,
+    "area": cv2.INTER_AREA,
+    "lanczos": cv2.INTER_LANCZOS4,
+}
+
+
+_STAGE_SECTIONS = ("closing", "bilateral", "highlight", "unsharp")
+
+
+@dataclass(frozen=True)
+class Closing:
+    enabled: bool = True
+    kernel_size: int = 5
+    shape: str = "rect"
+
+
+@dataclass(frozen=True)
+class Bilateral:
+    enabled: bool = True
+    d: int = 9
+    sigma_color: float = 75.0
+    sigma_space: float = 75.0
+
+
+@dataclass(frozen=True)
+class Highlight:
+    enabled: bool = True
+    alpha: float = 1.14
+    # "bright": the mask marks grey >= Otsu threshold (the skin), as the paper's equation.
+    polarity: str = "bright"
+
+
+@dataclass(frozen=True)
+class Unsharp:
+    enabled: bool = True
+    sigma: float = 2.0
+    amount: float = 1.2
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Every parameter of the six stages; built from the config's ``preprocess`` section."""
+
+    image_size: int = 224
+    closing: Closing = Closing()
+    bilateral: Bilateral = Bilateral()
+    highlight: Highlight = Highlight()
+    unsharp: Unsharp = Unsharp()
+    interpolation: str = "linear"
+
+    @classmethod
+    def from_config(cls, preprocess: Mapping[str, Any], image_size: int) -> Preprocessing:
+        """Build from the validated ``preprocess`` config section and ``image_size``."""
+        return cls.from_dict(
+            {
+                "image_size": image_size,
+                **{stage: preprocess.get(stage, {}) for stage in _STAGE_SECTIONS},
+                "interpolation": preprocess.get("resize", {}).get("interpolation", "linear"),
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, params: Mapping[str, Any]) -> Preprocessing:
+        """Inverse of ``to_dict`` (model cards and rule params carry this form)."""
+        return cls(
+            image_size=int(params["image_size"]),
+            closing=Closing(**params["closing"]),
+            bilateral=Bilateral(**params["bilateral"]),
+            highlight=Highlight(**params["highlight"]),
+            unsharp=Unsharp(**params["unsharp"]),
+            interpolation=params["interpolation"],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict of every parameter (for model cards and logs)."""
+        return dataclasses.asdict(self)
+
+
+def close_hairs(image: np.ndarray, params: Closing) -> np.ndarray:
+    """Stage 1: morphological closing (dilate then erode) removes thin dark hairs."""
+    k = params.kernel_size
+    kernel = cv2.getStructuringElement(_SHAPES[params.shape], (k, k))
+    return cv2.morphologyEx(image, cv2.MORPH_CLOSE, kernel)
+
+
+def bilateral_filter(image: np.ndarray, params: Bilateral) -> np.ndarray:
+    """Stage 2: edge-preserving smoothing."""
+    return cv2.bilateralFilter(image, params.d, params.sigma_color, params.sigma_space)
+
+
+def otsu_threshold(grey: np.ndarray) -> int:
+    """Otsu's threshold t of a uint8 image: the dark class is grey <= t, the bright one > t."""
+    t, _ = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return int(t)
+
+
+def highlight_region(image: np.ndarray, params: Highlight) -> np.ndarray:
+    """Stage 3: Ih = I + alpha * 255 * Is, saturating, with Is the Otsu mask of the grey image.
+
+    grey = 0.299 R + 0.587 G + 0.114 B (OpenCV's RGB2GRAY weights). With the default
+    "bright" polarity Is marks the pixels above the Otsu threshold, so the skin is pushed
+    towards white and the darker lesion keeps its detail.
+    """
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    t = otsu_threshold(grey)
+    mask = grey > t if params.polarity == "bright" else grey <= t
+    # Adding min(255, round(alpha*255)) with saturation equals clip(I + alpha*255, 0, 255).
+    boost = np.uint8(min(255, round(params.alpha * 255)))
+    addend = np.where(mask, boost, np.uint8(0)).astype(np.uint8)
+    return cv2.add(image, cv2.merge([addend, addend, addend]))
+
+
+def unsharp_mask(image: np.ndarray, params: Unsharp) -> np.ndarray:
+    """Stage 4: Ium = I + k (I - Gaussian(I, sigma)), saturating; kernel size from sigma."""
+    blurred = cv2.GaussianBlur(image, (0, 0), params.sigma, sigmaY=params.sigma)
+    return cv2.addWeighted(image, 1.0 + params.amount, blurred, -params.amount, 0)
+
+
+def resize(image: np.ndarray, size: int, interpolation: str) -> np.ndarray:
+    """Stage 6: resize to size x size, only when the image is not that size already."""
+    if image.shape[0] == size and image.shape[1] == size:
+        return image
+    return cv2.resize(image, (size, size), interpolation=_INTERPOLATIONS[interpolation])
+
+
+def rescale(images: np.ndarray) -> np.ndarray:
+    """Stage 5: uint8 [0, 255] to float32 [0, 1]; applied when batches are fed."""
+    return images.astype(np.float32) / np.float32(255.0)
+
+
+def _stages(params: Preprocessing) -> list[tuple[str, Callable[[np.ndarray], np.ndarray]]]:
+    stages: list[tuple[str, Callable[[np.ndarray], np.ndarray]]] = []
+    if params.closing.enabled:
+        stages.append(("closing", lambda im: close_hairs(im, params.closing)))
+    if params.bilateral.enabled:
+        stages.append(("bilateral", lambda im: bilateral_filter(im, params.bilateral)))
+    if params.highlight.enabled:
+        stages.append(("highlight", lambda im: highlight_region(im, params.highlight)))
+    if params.unsharp.enabled:
+        stages.append(("unsharp", lambda im: unsharp_mask(im, params.unsharp)))
+    stages.append(("resize", lambda im: resize(im, params.image_size, params.interpolation)))
+    return stages
+
+
+def stage_outputs(image: np.ndarray, params: Preprocessing) -> list[tuple[str, np.ndarray]]:
+    """The image after each enabled stage, starting with the input (for figures and tests)."""
+    outputs = [("original", image)]
+    for name, stage in _stages(params):
+        outputs.append((name, stage(outputs[-1][1])))
+    return outputs
+
+
+def preprocess_image(image: np.ndarray, params: Preprocessing) -> np.ndarray:
+    """All enabled stages on one RGB uint8 image; returns uint8 (size, size, 3)."""
+    for _, stage in _stages(params):
+        image = stage(image)
+    return image

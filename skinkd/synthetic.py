@@ -1,0 +1,377 @@
+"""Seeded generator of dermoscopy-like skin-lesion images (the default embedded dataset).
+
+Benign lesions are round/elliptic, symmetric, smooth and evenly brown; malignant ones
+have irregular, asymmetric borders and several colours (dark brown, black, blue-grey,
+reddish, whitish regression).  Size, position, shade, skin tone and brightness are drawn
+from the same distributions for both classes, so global colour statistics overlap and a
+classifier has to look at structure.
+
+Images are grouped into lesions (1..views_per_lesion_max near-duplicate views each) so
+that downstream splits can be made by lesion, as with HAM10000.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+__all__ = ["render_lesion", "generate_synthetic", "METADATA_COLUMNS"]
+
+METADATA_COLUMNS = ["image_id", "lesion_id", "label", "width", "height"]
+
+# Share of lesions with a single view; the rest get 2..views_per_lesion_max views.
+_SINGLE_VIEW_SHARE = 0.75
+# Resolution of the border-radius lookup table (radius as a function of angle).
+_ANGLE_BINS = 720
+
+# Lesion palette (RGB in [0, 1]).
+_BROWN_DARK = np.array([0.30, 0.18, 0.12], np.float32)
+_BROWN_LIGHT = np.array([0.72, 0.52, 0.40], np.float32)
+_HAIR = np.array([0.12, 0.09, 0.08], np.float32)
+# Blotch colours of malignant lesions; both darker and lighter than the base brown so
+# the lesion's mean colour stays in the benign range while its variance does not.
+_BLOTCH_COLOURS = np.array(
+    [
+        [0.22, 0.12, 0.09],  # dark brown
+        [0.10, 0.08, 0.09],  # black
+        [0.42, 0.46, 0.54],  # blue-grey
+        [0.70, 0.36, 0.34],  # reddish
+        [0.82, 0.70, 0.66],  # whitish regression
+    ],
+    np.float32,
+)
+
+
+@lru_cache(maxsize=8)
+def _grid(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates, cached because every image of a dataset shares them."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    xs.setflags(write=False)
+    ys.setflags(write=False)
+    return xs, ys
+
+
+def _smooth_noise(rng: np.random.Generator, width: int, height: int, cell: float) -> np.ndarray:
+    """Zero-mean, roughly unit-variance noise with feature size `cell` pixels."""
+    gw = max(2, int(math.ceil(width / cell)) + 1)
+    gh = max(2, int(math.ceil(height / cell)) + 1)
+    coarse = rng.standard_normal((gh, gw), dtype=np.float32)
+    return cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def _skin(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """Skin-coloured background with texture at a few scales."""
+    s = min(width, height)
+    tone = rng.uniform(0.0, 1.0)
+    light = np.array([0.94, 0.78, 0.70], np.float32)
+    tan = np.array([0.78, 0.57, 0.45], np.float32)
+    base = light + (tan - light) * tone + rng.normal(0.0, 0.025, 3).astype(np.float32)
+    # Cell sizes relative to the image so that texture scales with resolution.
+    lum = (
+        0.045 * _smooth_noise(rng, width, height, s / 3.0)
+        + 0.025 * _smooth_noise(rng, width, height, s / 12.0)
+        + 0.015 * _smooth_noise(rng, width, height, max(1.5, s / 40.0))
+    )
+    # Patchy erythema: a little extra red, less green/blue, never a green cast.
+    redness = 0.025 * np.abs(_smooth_noise(rng, width, height, s / 5.0))
+    img = base[None, None, :] * (1.0 + lum)[:, :, None]
+    img[:, :, 0] += redness
+    img[:, :, 1] -= redness
+    img[:, :, 2] -= 0.5 * redness
+    return img
+
+
+def _border_radius(rng: np.random.Generator, malignant: bool, r0: float) -> np.ndarray:
+    """Border radius as a lookup table over angle: smooth for benign, wobbly for malignant."""
+    theta = np.linspace(-math.pi, math.pi, _ANGLE_BINS, endpoint=False, dtype=np.float32)
+    rel = np.ones_like(theta)
+    if malignant:
+        # Low harmonics make lobes and asymmetry, higher ones a jagged, notched edge.
+        harmonics = [(k, rng.uniform(0.04, 0.13)) for k in range(1, 5)]
+        harmonics += [(k, rng.uniform(0.0, 0.06) * 5.0 / k) for k in range(5, 16)]
+    else:
+        harmonics = [(k, rng.uniform(0.0, 0.025)) for k in range(2, 4)]
+    for k, amp in harmonics:
+        rel += amp * np.cos(k * theta + rng.uniform(0.0, 2.0 * math.pi)).astype(np.float32)
+    return r0 * np.maximum(rel, 0.35)
+
+
+def _lesion_colour(
+    rng: np.random.Generator,
+    malignant: bool,
+    s: int,
+    u: np.ndarray,
+    v: np.ndarray,
+    inner: np.ndarray,
+    base: np.ndarray,
+) -> np.ndarray:
+    """Per-pixel lesion colour on the lesion's crop.
+
+    u, v are lesion-centred coordinates and `inner` is 1 at the centre, 0 at the border.
+    """
+    ch, cw = inner.shape
+    # Both classes: mild darkening towards the centre and fine mottling.
+    grad = 1.0 - rng.uniform(0.0, 0.25) * inner
+    mottle = 1.0 + 0.04 * _smooth_noise(rng, cw, ch, max(1.5, s / 25.0))
+    col = base[None, None, :] * (grad * mottle)[:, :, None]
+    if not malignant:
+        return col
+    n_blotch = int(rng.integers(2, 5))
+    choice = rng.choice(len(_BLOTCH_COLOURS), size=n_blotch, replace=False)
+    for idx in choice:
+        field = _smooth_noise(rng, cw, ch, s / rng.uniform(5.0, 9.0))
+        # Tilt the field so blotches pile up on one side of the lesion: asymmetric colour.
+        ang = rng.uniform(0.0, 2.0 * math.pi)
+        tilt = (math.cos(ang) * u + math.sin(ang) * v) * (2.4 / s)
+        weight = np.clip((field + tilt - rng.uniform(0.2, 0.7)) * 1.5, 0.0, 1.0)
+        weight *= rng.uniform(0.7, 1.0)
+        col += (_BLOTCH_COLOURS[idx][None, None, :] - col) * weight[:, :, None]
+    return col
+
+
+def _hairs(rng: np.random.Generator, width: int, height: int) -> np.ndarray | None:
+    """Float mask (0..1 darkness) of 0-8 thin curved hairs crossing the image; None if none."""
+    s = min(width, height)
+    mask = np.zeros((height, width), np.uint8)
+    n = int(rng.integers(0, 9))
+    shift = 2  # sub-pixel precision for smooth anti-aliased curves
+    scale = 1 << shift
+    t = np.linspace(0.0, 1.0, 40)[:, None]
+    for _ in range(n):
+        # Endpoints on two random sides, control point anywhere: a gently curved hair.
+        pts = []
+        for side in rng.choice(4, size=2, replace=False):
+            u = rng.uniform(0.0, 1.0)
+            pts.append(
+                [(u * width, -2.0), (u * width, height + 2.0), (-2.0, u * height), (width + 2.0, u * height)][side]
+            )
+        p0, p2 = np.array(pts[0]), np.array(pts[1])
+        # Control point pushed sideways from the chord: gently curved, never looping.
+        chord = p2 - p0
+        normal = np.array([-chord[1], chord[0]])
+        p1 = (p0 + p2) / 2 + normal * rng.uniform(-0.3, 0.3)
+        curve = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2
+        thick = max(1, int(round(rng.uniform(1.0, 3.0) * s / 150.0)))
+        shade = int(rng.uniform(0.45, 0.85) * 255)
+        cv2.polylines(
+            mask, [np.round(curve * scale).astype(np.int32)], False, shade, thick, cv2.LINE_AA, shift
+        )
+    if n == 0:
+        return None
+    return mask.astype(np.float32) * (1.0 / 255.0)
+
+
+def _lesion_base_colour(rng: np.random.Generator) -> np.ndarray:
+    """Main lesion colour, drawn identically for both classes."""
+    shade = rng.uniform(0.0, 1.0)
+    base = _BROWN_DARK + (_BROWN_LIGHT - _BROWN_DARK) * shade
+    # Hue jitter along plausible axes (reddish, greyish/bluish nevi exist, green ones do
+    # not): keeps channel ratios uninformative about the class.
+    warmth = rng.normal(0.0, 0.12)
+    base = base * np.array([1.0 + warmth, 1.0, 1.0 - warmth], np.float32)
+    base = base + (base.mean() - base) * rng.uniform(0.0, 0.6)
+    return np.clip(base, 0.03, 0.95).astype(np.float32)
+
+
+def _render_scene(rng: np.random.Generator, malignant: bool, width: int, height: int) -> np.ndarray:
+    """Skin + lesion + hairs as float RGB, before the optics (vignette, brightness, noise)."""
+    s = min(width, height)
+    img = _skin(rng, width, height)
+
+    r0 = rng.uniform(0.17, 0.32) * s
+    cx = width / 2 + rng.uniform(-0.12, 0.12) * width
+    cy = height / 2 + rng.uniform(-0.12, 0.12) * height
+    aspect = math.sqrt(rng.uniform(1.0, 1.35))
+    phi = rng.uniform(0.0, math.pi)
+    lut = _border_radius(rng, malignant, r0)
+    edge = rng.uniform(0.04, 0.12) * r0
+    opacity = rng.uniform(0.8, 1.0)
+    base = _lesion_base_colour(rng)
+
+    # Work only on the lesion's bounding box: most pixels are plain skin.
+    reach = float(lut.max()) * aspect + edge + 2.0
+    x0, x1 = max(0, int(cx - reach)), min(width, int(math.ceil(cx + reach)) + 1)
+    y0, y1 = max(0, int(cy - reach)), min(height, int(math.ceil(cy + reach)) + 1)
+    xs, ys = _grid(width, height)
+    dx = xs[y0:y1, x0:x1] - cx
+    dy = ys[y0:y1, x0:x1] - cy
+    # Elliptic coordinates: rho is the distance in the lesion's own (rotated, squashed) frame.
+    u = (math.cos(phi) * dx + math.sin(phi) * dy) / aspect
+    v = (-math.sin(phi) * dx + math.cos(phi) * dy) * aspect
+    rho = np.sqrt(u * u + v * v)
+    theta = np.arctan2(v, u)
+    bins = ((theta + math.pi) * (_ANGLE_BINS / (2 * math.pi))).astype(np.int32) % _ANGLE_BINS
+    radius = lut[bins]
+    alpha = np.clip((radius - rho) / edge + 0.5, 0.0, 1.0) * opacity
+    inner = np.clip(1.0 - rho / radius, 0.0, 1.0)
+
+    col = _lesion_colour(rng, malignant, s, u, v, inner, base)
+    crop = img[y0:y1, x0:x1]
+    crop += (col - crop) * alpha[:, :, None]
+
+    hair = _hairs(rng, width, height)
+    if hair is not None:
+        img += (_HAIR[None, None, :] - img) * hair[:, :, None]
+    return img
+
+
+@lru_cache(maxsize=8)
+def _radial(width: int, height: int) -> np.ndarray:
+    """Distance from the image centre, 1.0 at the corners."""
+    xs, ys = _grid(width, height)
+    r = np.sqrt((xs - width / 2) ** 2 + (ys - height / 2) ** 2) / (0.5 * math.hypot(width, height))
+    r.setflags(write=False)
+    return r
+
+
+def _optics(rng: np.random.Generator, scene: np.ndarray, brightness: float, vignette: float, v_inner: float) -> np.ndarray:
+    """Dermatoscope look: dark corners, global brightness, slight blur and sensor noise; to uint8."""
+    height, width = scene.shape[:2]
+    fall = np.clip((_radial(width, height) - v_inner) * (1.0 / (1.0 - v_inner)), 0.0, 1.0)
+    factor = (255.0 * brightness) * (1.0 - vignette * fall * fall)
+    img = scene * factor[:, :, None]
+    img = cv2.GaussianBlur(img, (0, 0), 0.5 * min(width, height) / 150.0)
+    img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(0.012 * 255.0)
+    img += 0.5
+    np.clip(img, 0.0, 255.0, out=img)
+    return img.astype(np.uint8)
+
+
+def _optics_params(rng: np.random.Generator) -> tuple[float, float, float]:
+    return rng.uniform(0.85, 1.08), rng.uniform(0.35, 0.8), rng.uniform(0.45, 0.7)
+
+
+def _jitter_view(rng: np.random.Generator, scene: np.ndarray) -> np.ndarray:
+    """Same lesion seen again: small rotation and shift (the scope frame stays put)."""
+    height, width = scene.shape[:2]
+    angle = rng.uniform(-12.0, 12.0)
+    m = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
+    m[0, 2] += rng.uniform(-0.04, 0.04) * width
+    m[1, 2] += rng.uniform(-0.04, 0.04) * height
+    return cv2.warpAffine(scene, m, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+
+def render_lesion(rng: np.random.Generator, malignant: bool, width: int, height: int) -> np.ndarray:
+    """One RGB uint8 image (height, width, 3)."""
+    scene = _render_scene(rng, malignant, width, height)
+    return _optics(rng, scene, *_optics_params(rng))
+
+
+def _render_views(rng: np.random.Generator, malignant: bool, width: int, height: int, n_views: int) -> list[np.ndarray]:
+    """n_views near-duplicate RGB images of one lesion."""
+    scene = _render_scene(rng, malignant, width, height)
+    brightness, vignette, v_inner = _optics_params(rng)
+    views = []
+    for k in range(n_views):
+        if k == 0:
+            views.append(_optics(rng, scene, brightness, vignette, v_inner))
+        else:
+            b = brightness * rng.uniform(0.92, 1.08)
+            views.append(_optics(rng, _jitter_view(rng, scene), b, vignette, v_inner))
+    return views
+
+
+def _validate(n_images: int, width: int, height: int, malignant_fraction: float, views_per_lesion_max: int, quality: int) -> int:
+    """Check arguments; return the number of malignant images to aim for."""
+    if int(n_images) != n_images or n_images < 2:
+        raise ValueError(f"n_images must be an integer >= 2, got {n_images!r}")
+    if int(width) != width or width < 32:
+        raise ValueError(f"width must be an integer >= 32, got {width!r}")
+    if int(height) != height or height < 32:
+        raise ValueError(f"height must be an integer >= 32, got {height!r}")
+    if not (0.0 < malignant_fraction < 1.0):
+        raise ValueError(f"malignant_fraction must be in (0, 1), got {malignant_fraction!r}")
+    if int(views_per_lesion_max) != views_per_lesion_max or views_per_lesion_max < 1:
+        raise ValueError(f"views_per_lesion_max must be an integer >= 1, got {views_per_lesion_max!r}")
+    if int(quality) != quality or not (1 <= quality <= 100):
+        raise ValueError(f"quality must be an integer in 1..100, got {quality!r}")
+    target = int(round(n_images * malignant_fraction))
+    if not (1 <= target <= n_images - 1):
+        raise ValueError(
+            f"malignant_fraction={malignant_fraction!r} with n_images={n_images} leaves one class empty"
+        )
+    return target
+
+
+def _plan_lesions(rng: np.random.Generator, n_images: int, views_max: int, target_malignant: int) -> tuple[list[int], list[bool]]:
+    """Views per lesion and lesion labels, summing to n_images with ~target malignant images."""
+    views: list[int] = []
+    left = n_images
+    while left > 0:
+        k = 1
+        if views_max > 1 and rng.uniform() >= _SINGLE_VIEW_SHARE:
+            k = int(rng.integers(2, views_max + 1))
+        # Cap so there are always >= 2 lesions, hence room for both classes.
+        cap = n_images - 1 if not views else left
+        k = min(k, cap)
+        views.append(k)
+        left -= k
+    # Greedy in random order: malignant while it fits; exact whenever 1-view lesions remain.
+    malignant = [False] * len(views)
+    count = 0
+    for i in rng.permutation(len(views)):
+        if count + views[i] <= target_malignant:
+            malignant[i] = True
+            count += views[i]
+    if count == 0:  # every lesion had more views than the target: take the smallest
+        malignant[int(np.argmin(views))] = True
+    return views, malignant
+
+
+def generate_synthetic(
+    out_dir: Path,
+    n_images: int,
+    seed: int,
+    width: int = 200,
+    height: int = 150,
+    malignant_fraction: float = 0.4,
+    views_per_lesion_max: int = 3,
+    quality: int = 92,
+) -> pd.DataFrame:
+    """Write out_dir/images/<image_id>.jpg and out_dir/metadata.csv; return the metadata frame."""
+    target = _validate(n_images, width, height, malignant_fraction, views_per_lesion_max, quality)
+    n_images, width, height, quality = int(n_images), int(width), int(height), int(quality)
+    out_dir = Path(out_dir)
+
+    root = np.random.default_rng(seed)
+    views, malignant = _plan_lesions(root, n_images, int(views_per_lesion_max), target)
+    # One independent child generator per lesion: lesion i depends only on (seed, i).
+    lesion_rngs = root.spawn(len(views))
+
+    # Build in a hidden sibling and swap in at the end, so a killed job never leaves a
+    # half-written dataset under out_dir.
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        (tmp / "images").mkdir(parents=True)
+        rows = []
+        params = [cv2.IMWRITE_JPEG_QUALITY, quality]
+        for lesion, (n_views, mal, lrng) in enumerate(zip(views, malignant, lesion_rngs)):
+            for img in _render_views(lrng, mal, width, height, n_views):
+                image_id = f"SYN_{len(rows):06d}"
+                ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), params)
+                if not ok:
+                    raise RuntimeError(f"JPEG encoding failed for {image_id}")
+                (tmp / "images" / f"{image_id}.jpg").write_bytes(buf.tobytes())
+                rows.append((image_id, f"SYNL_{lesion:06d}", "malignant" if mal else "benign", width, height))
+        meta = pd.DataFrame(rows, columns=METADATA_COLUMNS)
+        meta.to_csv(tmp / "metadata.csv", index=False, lineterminator="\n")
+        if out_dir.exists() or out_dir.is_symlink():
+            if out_dir.is_dir() and not out_dir.is_symlink():
+                shutil.rmtree(out_dir)
+            else:
+                out_dir.unlink()
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return meta

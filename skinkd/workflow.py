@@ -1,0 +1,30 @@
+"""Glue for rule scripts: logging to the rule's log and errors without tracebacks."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from skinkd.errors import SkinkdError
+
+
+def run_rule(snakemake: Any, main: Callable[[], None]) -> None:
+    """Send logging to ``snakemake.log[0]`` and run ``main``; a SkinkdError becomes one clear
+    line in the log and on stderr, and a non-zero exit (Snakemake then removes the outputs).
+    """
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if snakemake.log:
+        handlers.append(logging.FileHandler(snakemake.log[0], mode="w"))
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+    try:
+        main()
+    except SkinkdError as exc:
+        logging.getLogger("skinkd").error("%s", exc)
+        sys.exit(1)

@@ -1,0 +1,44 @@
+rule preprocess_shard:
+    input:
+        manifest=f"{RESULTS}/data/manifest.csv",
+    output:
+        shard=f"{RESULTS}/preprocessed/shard_{{shard}}.npz",
+    params:
+        preprocessing=preprocess_params(),
+        shards=len(SHARDS),
+    wildcard_constraints:
+        shard=r"\d+",
+    log:
+        f"{RESULTS}/logs/preprocess/shard_{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/preprocess/shard_{{shard}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        ENV_PREPROCESS
+    script:
+        "../scripts/preprocess_shard.py"
+
+
+rule preprocess_figure:
+    input:
+        manifest=f"{RESULTS}/data/manifest.csv",
+    output:
+        figure=report(
+            f"{RESULTS}/figures/preprocess_stages.png",
+            caption="../report/preprocess_stages.rst",
+            category="Preprocessing",
+            labels={"figure": "stages"},
+        ),
+    params:
+        preprocessing=preprocess_params(),
+    log:
+        f"{RESULTS}/logs/preprocess_figure.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        ENV_PREPROCESS
+    script:
+        "../scripts/preprocess_figure.py"
