@@ -9,7 +9,30 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+import yaml
+
 from skinkd.errors import ConfigError
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path]
+    return "".join(parts).lstrip(".") or "(top level)"
+
+
+def schema_errors(config: Mapping[str, Any], schema_path: str | Path) -> list[str]:
+    """Every schema violation as 'key.path: problem', e.g. 'split.group_by: ... is not one of'."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    return [f"{_key_path(e)}: {e.message}" for e in errors]
+
+
+def check_schema(config: Mapping[str, Any], schema_path: str | Path) -> None:
+    """Raise one ConfigError listing every schema violation with its key path."""
+    errors = schema_errors(config, schema_path)
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
 
 
 def check_config(config: Mapping[str, Any]) -> None:

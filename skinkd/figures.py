@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from skinkd.atomic import atomic_path  # noqa: E402
 from skinkd.images import read_image  # noqa: E402
-from skinkd.preprocess import Preprocessing, stage_outputs  # noqa: E402
+from skinkd.preprocess import STAGE_NUMBERS, Preprocessing, stage_outputs  # noqa: E402
 
 
 def preprocess_stages_figure(
@@ -31,7 +31,8 @@ def preprocess_stages_figure(
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(f"{c}. {stage}" if c else stage, fontsize=9)
+                number = STAGE_NUMBERS.get(stage)
+                ax.set_title(f"{number}. {stage}" if number else stage, fontsize=9)
             if c == 0:
                 ax.set_ylabel(title, fontsize=9)
     fig.tight_layout()

@@ -63,14 +63,15 @@ def build_manifest(
     for reason in rejected["reason"]:
         log.warning("skipped: %s", reason)
     manifest = source.loc[~bad].copy()
+    # Checked before the size columns are read: with every image bad there are none.
+    for label, name in ((0, "benign"), (1, "malignant")):
+        if not (manifest["label"] == label).any():
+            raise DataError(f"no {name} images left after checking ({len(rejected)} rejected)")
     good = info.loc[~bad]
     manifest["width"] = good["width"].astype("int64")
     manifest["height"] = good["height"].astype("int64")
     manifest["sha256"] = good["sha256"]
     manifest["phash"] = good["phash"]
-    for label, name in ((0, "benign"), (1, "malignant")):
-        if not (manifest["label"] == label).any():
-            raise DataError(f"no {name} images left after checking ({len(rejected)} rejected)")
     return manifest.reset_index(drop=True), rejected
 
 

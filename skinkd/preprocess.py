@@ -28,6 +28,8 @@ _INTERPOLATIONS = {
 
 
 _STAGE_SECTIONS = ("closing", "bilateral", "highlight", "unsharp")
+# The paper's stage numbers; 5 (rescale) is applied at feeding time, after the cache.
+STAGE_NUMBERS = {"closing": 1, "bilateral": 2, "highlight": 3, "unsharp": 4, "resize": 6}
 
 
 @dataclass(frozen=True)

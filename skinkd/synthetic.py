@@ -136,36 +136,50 @@ def _lesion_colour(
     return col
 
 
-def _hairs(rng: np.random.Generator, width: int, height: int) -> np.ndarray | None:
-    """Float mask (0..1 darkness) of 0-8 thin curved hairs crossing the image; None if none."""
+Hair = tuple[np.ndarray, int, int]  # (curve points in pixels, thickness, darkness 0..255)
+
+
+def _hairs(rng: np.random.Generator, width: int, height: int) -> list[Hair]:
+    """0-8 thin, gently curved hairs crossing the image."""
     s = min(width, height)
-    mask = np.zeros((height, width), np.uint8)
-    n = int(rng.integers(0, 9))
-    shift = 2  # sub-pixel precision for smooth anti-aliased curves
-    scale = 1 << shift
-    t = np.linspace(0.0, 1.0, 40)[:, None]
-    for _ in range(n):
-        # Endpoints on two random sides, control point anywhere: a gently curved hair.
-        pts = []
-        for side in rng.choice(4, size=2, replace=False):
-            u = rng.uniform(0.0, 1.0)
-            pts.append(
-                [(u * width, -2.0), (u * width, height + 2.0), (-2.0, u * height), (width + 2.0, u * height)][side]
-            )
-        p0, p2 = np.array(pts[0]), np.array(pts[1])
+    # Endpoints well outside the frame, so a rotated/shifted view never shows a hair end.
+    mx, my = 0.2 * width, 0.2 * height
+    sides = [
+        lambda t: (t * width, -my),
+        lambda t: (t * width, height + my),
+        lambda t: (-mx, t * height),
+        lambda t: (width + mx, t * height),
+    ]
+    t = np.linspace(0.0, 1.0, 48)[:, None]
+    hairs = []
+    for _ in range(int(rng.integers(0, 9))):
+        a, b = rng.choice(4, size=2, replace=False)
+        p0 = np.array(sides[a](rng.uniform(0.0, 1.0)))
+        p2 = np.array(sides[b](rng.uniform(0.0, 1.0)))
         # Control point pushed sideways from the chord: gently curved, never looping.
         chord = p2 - p0
-        normal = np.array([-chord[1], chord[0]])
-        p1 = (p0 + p2) / 2 + normal * rng.uniform(-0.3, 0.3)
+        p1 = (p0 + p2) / 2 + np.array([-chord[1], chord[0]]) * rng.uniform(-0.25, 0.25)
         curve = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2
         thick = max(1, int(round(rng.uniform(1.0, 3.0) * s / 150.0)))
-        shade = int(rng.uniform(0.45, 0.85) * 255)
-        cv2.polylines(
-            mask, [np.round(curve * scale).astype(np.int32)], False, shade, thick, cv2.LINE_AA, shift
-        )
-    if n == 0:
-        return None
-    return mask.astype(np.float32) * (1.0 / 255.0)
+        hairs.append((curve, thick, int(rng.uniform(0.45, 0.85) * 255)))
+    return hairs
+
+
+def _draw_hairs(img: np.ndarray, hairs: list[Hair], matrix: np.ndarray | None = None) -> np.ndarray:
+    """Darken img (float RGB, in place) along the hairs, optionally moved by a 2x3 affine."""
+    if not hairs:
+        return img
+    height, width = img.shape[:2]
+    mask = np.zeros((height, width), np.uint8)
+    shift = 2  # sub-pixel precision for smooth anti-aliased curves
+    for curve, thick, shade in hairs:
+        if matrix is not None:
+            curve = curve @ matrix[:, :2].T + matrix[:, 2]
+        pts = np.round(curve * (1 << shift)).astype(np.int32)
+        cv2.polylines(mask, [pts], False, shade, thick, cv2.LINE_AA, shift)
+    hair = mask.astype(np.float32) * (1.0 / 255.0)
+    img += (_HAIR[None, None, :] - img) * hair[:, :, None]
+    return img
 
 
 def _lesion_base_colour(rng: np.random.Generator) -> np.ndarray:
@@ -176,12 +190,12 @@ def _lesion_base_colour(rng: np.random.Generator) -> np.ndarray:
     # not): keeps channel ratios uninformative about the class.
     warmth = rng.normal(0.0, 0.12)
     base = base * np.array([1.0 + warmth, 1.0, 1.0 - warmth], np.float32)
-    base = base + (base.mean() - base) * rng.uniform(0.0, 0.6)
+    base = base + (base.mean() - base) * (0.6 * rng.uniform(0.0, 1.0) ** 2)
     return np.clip(base, 0.03, 0.95).astype(np.float32)
 
 
-def _render_scene(rng: np.random.Generator, malignant: bool, width: int, height: int) -> np.ndarray:
-    """Skin + lesion + hairs as float RGB, before the optics (vignette, brightness, noise)."""
+def _render_scene(rng: np.random.Generator, malignant: bool, width: int, height: int) -> tuple[np.ndarray, list[Hair]]:
+    """Skin + lesion as float RGB, and the hairs to draw over it (kept apart so views can move them)."""
     s = min(width, height)
     img = _skin(rng, width, height)
 
@@ -216,10 +230,7 @@ def _render_scene(rng: np.random.Generator, malignant: bool, width: int, height:
     crop = img[y0:y1, x0:x1]
     crop += (col - crop) * alpha[:, :, None]
 
-    hair = _hairs(rng, width, height)
-    if hair is not None:
-        img += (_HAIR[None, None, :] - img) * hair[:, :, None]
-    return img
+    return img, _hairs(rng, width, height)
 
 
 @lru_cache(maxsize=8)
@@ -248,33 +259,34 @@ def _optics_params(rng: np.random.Generator) -> tuple[float, float, float]:
     return rng.uniform(0.85, 1.08), rng.uniform(0.35, 0.8), rng.uniform(0.45, 0.7)
 
 
-def _jitter_view(rng: np.random.Generator, scene: np.ndarray) -> np.ndarray:
+def _view_matrix(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
     """Same lesion seen again: small rotation and shift (the scope frame stays put)."""
-    height, width = scene.shape[:2]
-    angle = rng.uniform(-12.0, 12.0)
-    m = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
+    m = cv2.getRotationMatrix2D((width / 2, height / 2), rng.uniform(-12.0, 12.0), 1.0)
     m[0, 2] += rng.uniform(-0.04, 0.04) * width
     m[1, 2] += rng.uniform(-0.04, 0.04) * height
-    return cv2.warpAffine(scene, m, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    return m
 
 
 def render_lesion(rng: np.random.Generator, malignant: bool, width: int, height: int) -> np.ndarray:
     """One RGB uint8 image (height, width, 3)."""
-    scene = _render_scene(rng, malignant, width, height)
-    return _optics(rng, scene, *_optics_params(rng))
+    return _render_views(rng, malignant, width, height, 1)[0]
 
 
 def _render_views(rng: np.random.Generator, malignant: bool, width: int, height: int, n_views: int) -> list[np.ndarray]:
     """n_views near-duplicate RGB images of one lesion."""
-    scene = _render_scene(rng, malignant, width, height)
+    scene, hairs = _render_scene(rng, malignant, width, height)
     brightness, vignette, v_inner = _optics_params(rng)
     views = []
     for k in range(n_views):
         if k == 0:
-            views.append(_optics(rng, scene, brightness, vignette, v_inner))
+            img = _draw_hairs(scene.copy() if n_views > 1 else scene, hairs)
+            views.append(_optics(rng, img, brightness, vignette, v_inner))
         else:
-            b = brightness * rng.uniform(0.92, 1.08)
-            views.append(_optics(rng, _jitter_view(rng, scene), b, vignette, v_inner))
+            m = _view_matrix(rng, width, height)
+            # Reflected borders only ever show smooth skin; hairs are redrawn, not reflected.
+            img = cv2.warpAffine(scene, m, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+            img = _draw_hairs(img, hairs, m)
+            views.append(_optics(rng, img, brightness * rng.uniform(0.92, 1.08), vignette, v_inner))
     return views
 
 

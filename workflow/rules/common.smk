@@ -9,11 +9,14 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 sys.path.insert(0, workflow.basedir)
 
-from skinkd.config import check_config
+from skinkd.config import check_config, check_schema
 from skinkd.preprocess import Preprocessing
 
 
-validate(config, schema="../schemas/config.schema.yaml")
+CONFIG_SCHEMA = "../schemas/config.schema.yaml"
+# Readable messages first (key path and what is allowed), then Snakemake fills the defaults.
+check_schema(config, os.path.join(workflow.current_basedir, CONFIG_SCHEMA))
+validate(config, schema=CONFIG_SCHEMA)
 check_config(config)
 
 RESULTS = f"results/{config['name']}"
