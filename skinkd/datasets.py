@@ -164,7 +164,7 @@ def load_folder(
             if counts[sub] == 0:
                 raise DataError(f"{sub}: empty class folder (no jpg/jpeg/png/bmp images)")
             for path in _image_files(sub):
-                image_id = path.relative_to(root).with_suffix("").as_posix()
+                image_id = path.relative_to(root).as_posix()
                 records.append((image_id, str(path), label, image_id, sub.name, division))
                 per_class[label] += 1
     for label, count in per_class.items():

@@ -194,7 +194,9 @@ def _lesion_base_colour(rng: np.random.Generator) -> np.ndarray:
     return np.clip(base, 0.03, 0.95).astype(np.float32)
 
 
-def _render_scene(rng: np.random.Generator, malignant: bool, width: int, height: int) -> tuple[np.ndarray, list[Hair]]:
+def _render_scene(
+    rng: np.random.Generator, malignant: bool, width: int, height: int
+) -> tuple[np.ndarray, list[Hair]]:
     """Skin + lesion as float RGB, and the hairs to draw over it (kept apart so views can move them)."""
     s = min(width, height)
     img = _skin(rng, width, height)
@@ -242,7 +244,9 @@ def _radial(width: int, height: int) -> np.ndarray:
     return r
 
 
-def _optics(rng: np.random.Generator, scene: np.ndarray, brightness: float, vignette: float, v_inner: float) -> np.ndarray:
+def _optics(
+    rng: np.random.Generator, scene: np.ndarray, brightness: float, vignette: float, v_inner: float
+) -> np.ndarray:
     """Dermatoscope look: dark corners, global brightness, slight blur and sensor noise; to uint8."""
     height, width = scene.shape[:2]
     fall = np.clip((_radial(width, height) - v_inner) * (1.0 / (1.0 - v_inner)), 0.0, 1.0)
@@ -272,7 +276,9 @@ def render_lesion(rng: np.random.Generator, malignant: bool, width: int, height:
     return _render_views(rng, malignant, width, height, 1)[0]
 
 
-def _render_views(rng: np.random.Generator, malignant: bool, width: int, height: int, n_views: int) -> list[np.ndarray]:
+def _render_views(
+    rng: np.random.Generator, malignant: bool, width: int, height: int, n_views: int
+) -> list[np.ndarray]:
     """n_views near-duplicate RGB images of one lesion."""
     scene, hairs = _render_scene(rng, malignant, width, height)
     brightness, vignette, v_inner = _optics_params(rng)
@@ -284,13 +290,17 @@ def _render_views(rng: np.random.Generator, malignant: bool, width: int, height:
         else:
             m = _view_matrix(rng, width, height)
             # Reflected borders only ever show smooth skin; hairs are redrawn, not reflected.
-            img = cv2.warpAffine(scene, m, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+            img = cv2.warpAffine(
+                scene, m, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+            )
             img = _draw_hairs(img, hairs, m)
             views.append(_optics(rng, img, brightness * rng.uniform(0.92, 1.08), vignette, v_inner))
     return views
 
 
-def _validate(n_images: int, width: int, height: int, malignant_fraction: float, views_per_lesion_max: int, quality: int) -> int:
+def _validate(
+    n_images: int, width: int, height: int, malignant_fraction: float, views_per_lesion_max: int, quality: int
+) -> int:
     """Check arguments; return the number of malignant images to aim for."""
     if int(n_images) != n_images or n_images < 2:
         raise ValueError(f"n_images must be an integer >= 2, got {n_images!r}")
@@ -312,7 +322,9 @@ def _validate(n_images: int, width: int, height: int, malignant_fraction: float,
     return target
 
 
-def _plan_lesions(rng: np.random.Generator, n_images: int, views_max: int, target_malignant: int) -> tuple[list[int], list[bool]]:
+def _plan_lesions(
+    rng: np.random.Generator, n_images: int, views_max: int, target_malignant: int
+) -> tuple[list[int], list[bool]]:
     """Views per lesion and lesion labels, summing to n_images with ~target malignant images."""
     views: list[int] = []
     left = n_images
@@ -354,15 +366,18 @@ def generate_synthetic(
 
     root = np.random.default_rng(seed)
     views, malignant = _plan_lesions(root, n_images, int(views_per_lesion_max), target)
-    # One independent child generator per lesion: lesion i depends only on (seed, i).
+    # One independent child generator per lesion: lesion i's pixels depend only on
+    # (seed, i, its label, its view count), not on how many draws other lesions used.
     lesion_rngs = root.spawn(len(views))
 
     # Build in a hidden sibling and swap in at the end, so a killed job never leaves a
     # half-written dataset under out_dir.
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+    for stale in (tmp, old):  # leftovers of an earlier killed run with the same pid
+        if stale.exists():
+            shutil.rmtree(stale)
     try:
         (tmp / "images").mkdir(parents=True)
         rows = []
@@ -377,13 +392,17 @@ def generate_synthetic(
                 rows.append((image_id, f"SYNL_{lesion:06d}", "malignant" if mal else "benign", width, height))
         meta = pd.DataFrame(rows, columns=METADATA_COLUMNS)
         meta.to_csv(tmp / "metadata.csv", index=False, lineterminator="\n")
-        if out_dir.exists() or out_dir.is_symlink():
-            if out_dir.is_dir() and not out_dir.is_symlink():
-                shutil.rmtree(out_dir)
-            else:
-                out_dir.unlink()
+        # Move the old dataset aside first (a rename, instant) and delete it only after the
+        # new one is in place, so out_dir is never a mix of old and new files.
+        if out_dir.is_symlink() or out_dir.is_file():
+            out_dir.unlink()
+        elif out_dir.exists():
+            out_dir.rename(old)
         tmp.rename(out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not out_dir.exists():  # failed mid-swap: put the old data back
+            old.rename(out_dir)
         raise
+    shutil.rmtree(old, ignore_errors=True)
     return meta

@@ -4,14 +4,15 @@ import sys
 from snakemake.utils import validate
 
 # Rule scripts import the skinkd package from this checkout, in any (conda) environment.
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (workflow.basedir, os.environ.get("PYTHONPATH", "")) if p
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        p for p in (workflow.basedir, os.environ.get("PYTHONPATH", "")) if p
+    )
 )
 sys.path.insert(0, workflow.basedir)
 
 from skinkd.config import check_config, check_schema
 from skinkd.preprocess import Preprocessing
-
 
 CONFIG_SCHEMA = "../schemas/config.schema.yaml"
 # Readable messages first (key path and what is allowed), then Snakemake fills the defaults.
@@ -49,13 +50,17 @@ def manifest_params():
         "folder": ("benign_classes", "malignant_classes"),
     }[DATASET["kind"]]
     params = {key: DATASET[key] for key in keys}
-    params.update(kind=DATASET["kind"], root=dataset_root(), on_bad_image=DATASET["on_bad_image"])
+    params.update(
+        kind=DATASET["kind"], root=dataset_root(), on_bad_image=DATASET["on_bad_image"]
+    )
     return params
 
 
 def preprocess_params():
     """Every stage parameter, as one dict: a change reruns the shards and nothing upstream."""
-    return Preprocessing.from_config(config["preprocess"], config["image_size"]).to_dict()
+    return Preprocessing.from_config(
+        config["preprocess"], config["image_size"]
+    ).to_dict()
 
 
 def shard_files():

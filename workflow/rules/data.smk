@@ -1,17 +1,17 @@
 rule synthesize:
     output:
         directory(f"{RESULTS}/synthetic"),
-    params:
-        synthetic=DATASET["synthetic"],
     log:
         f"{RESULTS}/logs/synthesize.log",
     benchmark:
         f"{RESULTS}/benchmarks/synthesize.tsv"
+    conda:
+        ENV_PREPROCESS
     threads: 1
     resources:
         mem_mb=1000,
-    conda:
-        ENV_PREPROCESS
+    params:
+        synthetic=DATASET["synthetic"],
     script:
         "../scripts/synthesize.py"
 
@@ -22,17 +22,17 @@ rule manifest:
     output:
         manifest=f"{RESULTS}/data/manifest.csv",
         rejected=f"{RESULTS}/data/rejected.csv",
-    params:
-        dataset=manifest_params(),
     log:
         f"{RESULTS}/logs/manifest.log",
     benchmark:
         f"{RESULTS}/benchmarks/manifest.tsv"
+    conda:
+        ENV_PREPROCESS
     threads: 4
     resources:
         mem_mb=2000,
-    conda:
-        ENV_PREPROCESS
+    params:
+        dataset=manifest_params(),
     script:
         "../scripts/manifest.py"
 
@@ -42,16 +42,16 @@ rule split:
         manifest=f"{RESULTS}/data/manifest.csv",
     output:
         splits=f"{RESULTS}/data/splits.csv",
-    params:
-        split=config["split"],
-        keep_division=DATASET["keep_division"],
     log:
         f"{RESULTS}/logs/split.log",
+    conda:
+        ENV_PREPROCESS
     threads: 1
     resources:
         mem_mb=1000,
-    conda:
-        ENV_PREPROCESS
+    params:
+        split=config["split"],
+        keep_division=DATASET["keep_division"],
     script:
         "../scripts/split.py"
 
@@ -66,17 +66,17 @@ rule leakage:
             category="Data",
             labels={"table": "leakage"},
         ),
+    log:
+        f"{RESULTS}/logs/leakage.log",
+    conda:
+        ENV_PREPROCESS
+    threads: 1
+    resources:
+        mem_mb=2000,
     params:
         fractions=config["split"]["fractions"],
         seed=config["split"]["seed"],
         keep_division=DATASET["keep_division"],
         hash_distance=config["leakage"]["hash_distance"],
-    log:
-        f"{RESULTS}/logs/leakage.log",
-    threads: 1
-    resources:
-        mem_mb=2000,
-    conda:
-        ENV_PREPROCESS
     script:
         "../scripts/leakage.py"

@@ -3,20 +3,20 @@ rule preprocess_shard:
         manifest=f"{RESULTS}/data/manifest.csv",
     output:
         shard=f"{RESULTS}/preprocessed/shard_{{shard}}.npz",
-    params:
-        preprocessing=preprocess_params(),
-        shards=len(SHARDS),
-    wildcard_constraints:
-        shard=r"\d+",
     log:
         f"{RESULTS}/logs/preprocess/shard_{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/preprocess/shard_{{shard}}.tsv"
+    wildcard_constraints:
+        shard=r"\d+",
+    conda:
+        ENV_PREPROCESS
     threads: 1
     resources:
         mem_mb=4000,
-    conda:
-        ENV_PREPROCESS
+    params:
+        preprocessing=preprocess_params(),
+        shards=len(SHARDS),
     script:
         "../scripts/preprocess_shard.py"
 
@@ -31,14 +31,14 @@ rule preprocess_figure:
             category="Preprocessing",
             labels={"figure": "stages"},
         ),
-    params:
-        preprocessing=preprocess_params(),
     log:
         f"{RESULTS}/logs/preprocess_figure.log",
+    conda:
+        ENV_PREPROCESS
     threads: 1
     resources:
         mem_mb=1000,
-    conda:
-        ENV_PREPROCESS
+    params:
+        preprocessing=preprocess_params(),
     script:
         "../scripts/preprocess_figure.py"

@@ -1,0 +1,257 @@
+"""The Snakemake workflow: job lists, a real run of the tiny preset, reruns and bad input."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import PROJECT, require_shared
+from skinkd.cache import load_shards
+from skinkd.images import read_image
+from skinkd.manifest import read_manifest
+from skinkd.preprocess import Preprocessing, preprocess_image
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+TEST_PRESET = str(PROJECT / "config" / "test.yaml")
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run snakemake on the project's Snakefile in ``workdir`` (results go there)."""
+    if not (workdir / "config.yaml").exists():
+        shutil.copy(PROJECT / "config.yaml", workdir / "config.yaml")
+    cmd = [*SNAKEMAKE, "-s", str(PROJECT / "Snakefile"), "-d", str(workdir), *args]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def config_files(workdir: Path, preset: str | None = None, **overrides) -> list[str]:
+    """``--configfile`` arguments: an optional preset, then the overrides as a YAML file
+    (``--config`` would turn nested values into strings)."""
+    files = [preset] if preset else []
+    if overrides:
+        path = workdir / "override.yaml"
+        path.write_text(yaml.safe_dump(overrides))
+        files.append(str(path))
+    return ["--configfile", *files] if files else []
+
+
+def planned_jobs(workdir: Path, *args: str) -> Counter:
+    """Rule name -> job count from a dry run."""
+    out = snakemake(workdir, "-n", "--quiet", "rules", *args)
+    text = out.stdout + out.stderr
+    table = text[text.index("job ") :] if "job " in text else ""
+    counts = Counter()
+    for name, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M):
+        if name != "total":
+            counts[name] = int(count)
+    return counts
+
+
+def test_default_config_plans_the_whole_slice(tmp_path):
+    jobs = planned_jobs(tmp_path)
+    assert jobs == Counter(
+        synthesize=1,
+        manifest=1,
+        split=1,
+        leakage=1,
+        preprocess_shard=4,
+        preprocess_figure=1,
+        all=1,
+    )
+
+
+def test_shard_count_follows_config(tmp_path):
+    jobs = planned_jobs(tmp_path, *config_files(tmp_path, preprocess={"shards": 7}))
+    assert jobs["preprocess_shard"] == 7
+
+
+def test_ham10000_preset_plans_without_synthesis(tmp_path):
+    root = require_shared("ham10000")
+    preset = str(PROJECT / "config/ham10000.yaml")
+    jobs = planned_jobs(tmp_path, *config_files(tmp_path, preset, dataset={"root": str(root)}))
+    assert "synthesize" not in jobs
+    assert jobs["manifest"] == 1 and jobs["preprocess_shard"] == 8
+
+
+def test_kaggle_preset_plans_without_synthesis(tmp_path):
+    root = require_shared("kaggle-sample")
+    preset = str(PROJECT / "config/kaggle.yaml")
+    jobs = planned_jobs(tmp_path, *config_files(tmp_path, preset, dataset={"root": str(root)}))
+    assert "synthesize" not in jobs and jobs["split"] == 1
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "allowed"),
+    [
+        ({"split": {"group_by": "patient"}}, "split.group_by", "'lesion', 'image'"),
+        ({"dataset": {"kind": "csv"}}, "dataset.kind", "'synthetic', 'ham10000', 'folder'"),
+        ({"image_size": 8}, "image_size", "minimum of 16"),
+        ({"preprocess": {"bilateral": {"d": "nine"}}}, "preprocess.bilateral.d", "integer"),
+        ({"dataset": {"on_bad_image": "ignore"}}, "dataset.on_bad_image", "'error', 'skip'"),
+        ({"split": {"fractions": [0.7, 0.1]}}, "split.fractions", "too short"),
+        ({"split": {"fractions": [0.7, 0.2, 0.2]}}, "split.fractions", "must sum to 1"),
+    ],
+)
+def test_bad_config_value_names_the_key_and_what_is_allowed(tmp_path, override, key, allowed):
+    result = snakemake(tmp_path, "-n", *config_files(tmp_path, **override), check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert f"{key}:" in output and allowed in output
+
+
+def test_missing_dataset_root_is_a_config_error(tmp_path):
+    missing = {"kind": "folder", "root": str(tmp_path / "nowhere")}
+    result = snakemake(tmp_path, "-n", *config_files(tmp_path, dataset=missing), check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "dataset.root: folder" in output and "does not exist" in output
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """The tiny preset run once, end to end."""
+    workdir = tmp_path_factory.mktemp("tiny")
+    snakemake(workdir, "--cores", "2", "--configfile", TEST_PRESET)
+    return workdir
+
+
+def test_tiny_run_writes_consistent_data_products(tiny_run):
+    data = tiny_run / "results/test/data"
+    manifest = read_manifest(data / "manifest.csv")
+    splits = pd.read_csv(data / "splits.csv", dtype={"image_id": str})
+    assert len(manifest) == 80 and manifest["image_id"].is_unique
+    assert list(splits["image_id"]) == list(manifest["image_id"])
+    assert set(splits["split"]) == {"train", "val", "test"}
+    assert splits.groupby("group")["split"].nunique().max() == 1
+    assert pd.read_csv(data / "rejected.csv").empty
+    leakage = pd.read_csv(data / "leakage.csv").set_index("group_by")
+    assert leakage.loc["lesion", "lesions_crossing_splits"] == 0
+    assert leakage.loc["image", "lesions_crossing_splits"] > 0
+
+
+def test_tiny_run_caches_every_image_preprocessed(tiny_run):
+    manifest = read_manifest(tiny_run / "results/test/data/manifest.csv")
+    shards = sorted((tiny_run / "results/test/preprocessed").glob("shard_*.npz"))
+    assert len(shards) == 2
+    images, labels, ids = load_shards(shards)
+    assert images.shape == (80, 48, 48, 3) and images.dtype == np.uint8
+    assert list(ids) == list(manifest["image_id"])
+    np.testing.assert_array_equal(labels, manifest["label"])
+    params = Preprocessing(image_size=48)
+    k = 37
+    expected = preprocess_image(read_image(tiny_run / manifest["path"][k]), params)
+    np.testing.assert_array_equal(images[k], expected)
+    test_ids = list(manifest["image_id"][::-5])
+    sub_images, _, sub_ids = load_shards(shards, test_ids)
+    assert list(sub_ids) == test_ids
+    np.testing.assert_array_equal(sub_images[0], images[len(manifest) - 1])
+
+
+def test_tiny_run_draws_the_stage_figure(tiny_run):
+    figure = cv2.imread(str(tiny_run / "results/test/figures/preprocess_stages.png"))
+    assert figure is not None and figure.shape[0] > 200 and figure.shape[1] > 800
+    assert figure.std() > 20
+
+
+def test_rerun_gives_byte_identical_split_and_manifest(tiny_run, tmp_path):
+    snakemake(tmp_path, "--cores", "2", "--configfile", TEST_PRESET)
+    for name in ("manifest.csv", "splits.csv", "leakage.csv"):
+        a = (tiny_run / "results/test/data" / name).read_bytes()
+        b = (tmp_path / "results/test/data" / name).read_bytes()
+        assert a == b, name
+
+
+def test_finished_run_has_nothing_to_do(tiny_run):
+    assert planned_jobs(tiny_run, "--configfile", TEST_PRESET) == Counter()
+
+
+def test_changing_a_stage_parameter_reruns_only_the_preprocessing(tiny_run):
+    change = {"unsharp": {"amount": 0.5}}
+    jobs = planned_jobs(tiny_run, *config_files(tiny_run, TEST_PRESET, preprocess=change))
+    assert jobs == Counter(preprocess_shard=2, preprocess_figure=1, all=1)
+
+
+def test_changing_the_split_seed_reruns_only_split_and_leakage(tiny_run):
+    jobs = planned_jobs(tiny_run, *config_files(tiny_run, TEST_PRESET, split={"seed": 1}))
+    assert jobs == Counter(split=1, leakage=1, all=1)
+
+
+def make_folder_dataset(root: Path, n: int = 12) -> None:
+    rng = np.random.default_rng(0)
+    for cls in ("benign", "malignant"):
+        (root / cls).mkdir(parents=True)
+        for i in range(n):
+            image = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+            cv2.imwrite(str(root / cls / f"{cls}_{i:02d}.jpg"), image)
+
+
+def folder_run(workdir: Path, root: Path, on_bad_image: str) -> subprocess.CompletedProcess:
+    dataset = {"kind": "folder", "root": str(root), "on_bad_image": on_bad_image}
+    return snakemake(
+        workdir,
+        "results/test/data/manifest.csv",
+        "--cores",
+        "2",
+        *config_files(workdir, TEST_PRESET, dataset=dataset),
+        check=False,
+    )
+
+
+def test_bad_image_stops_the_manifest_with_its_name_and_leaves_no_output(tmp_path):
+    root = tmp_path / "data"
+    make_folder_dataset(root)
+    bad = root / "malignant" / "truncated.jpg"
+    data = (root / "malignant" / "malignant_00.jpg").read_bytes()
+    bad.write_bytes(data[: len(data) // 2])
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    result = folder_run(workdir, root, "error")
+    assert result.returncode != 0
+    log = (workdir / "results/test/logs/manifest.log").read_text()
+    assert str(bad) in log and "truncated JPEG" in log
+    assert "Traceback" not in log
+    assert not (workdir / "results/test/data/manifest.csv").exists()
+    assert not list((workdir / "results/test/data").glob("*.tmp"))
+
+
+def test_skipped_bad_image_is_listed_in_rejected_csv(tmp_path):
+    root = tmp_path / "data"
+    make_folder_dataset(root)
+    (root / "benign" / "notes.jpg").write_text("not an image")
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    result = folder_run(workdir, root, "skip")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rejected = pd.read_csv(workdir / "results/test/data/rejected.csv")
+    assert list(rejected["image_id"]) == ["benign/notes.jpg"]
+    assert "not a JPEG, PNG or BMP" in rejected["reason"][0]
+    manifest = read_manifest(workdir / "results/test/data/manifest.csv")
+    assert len(manifest) == 24 and "benign/notes.jpg" not in set(manifest["image_id"])
+
+
+def test_snakemake_lint_is_clean(tmp_path):
+    result = snakemake(tmp_path, "--lint", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_snakefmt_formatting_holds():
+    snakefmt = shutil.which("snakefmt", path=str(Path(sys.executable).parent))
+    files = [PROJECT / "Snakefile", *sorted((PROJECT / "workflow/rules").glob("*.smk"))]
+    result = subprocess.run(
+        [snakefmt, "--check", *map(str, files)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
