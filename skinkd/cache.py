@@ -74,3 +74,13 @@ def load_shards(
         raise DataError(f"{len(missing)} image id(s) not in the cache shards, e.g. {missing[:3]}")
     take = position.loc[list(image_ids)].to_numpy()
     return images[take], labels[take], ids[take]
+
+
+def load_split(
+    paths: Sequence[str | os.PathLike], splits: pd.DataFrame, split: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images, labels, image_ids) of one split ("train", "val" or "test"), in split-table order."""
+    ids = list(splits.loc[splits["split"] == split, "image_id"])
+    if not ids:
+        raise DataError(f"the {split} split is empty")
+    return load_shards(paths, ids)
