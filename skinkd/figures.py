@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
+import numpy as np
+import pandas as pd
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from skinkd.atomic import atomic_path  # noqa: E402
 from skinkd.images import read_image  # noqa: E402
+from skinkd.metrics import roc_auc, roc_curve  # noqa: E402
 from skinkd.preprocess import STAGE_NUMBERS, Preprocessing, stage_outputs  # noqa: E402
 
 
@@ -39,3 +43,95 @@ def preprocess_stages_figure(
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+
+
+CLASS_NAMES = ("benign", "malignant")
+# The columns a training history (skinkd.train's CSV) must have for the training-curve figure.
+HISTORY_COLUMNS = ("epoch", "loss", "val_loss", "accuracy", "val_accuracy")
+
+
+def _save(fig: plt.Figure, out: str | os.PathLike) -> None:
+    """Write the figure as PNG atomically and free it."""
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def confusion_matrix_figure(evals: Sequence[Mapping], out: str | os.PathLike) -> None:
+    """One confusion matrix per evaluation (skinkd.metrics.evaluate_model results): counts
+    with the share of each true class, shaded by that share so unequal classes compare."""
+    if not evals:
+        raise ValueError("confusion_matrix_figure: no evaluations given")
+    fig, axes = plt.subplots(1, len(evals), figsize=(3.4 * len(evals), 3.3), squeeze=False)
+    for ax, evaluation in zip(axes[0], evals, strict=True):
+        m = evaluation["metrics"]
+        counts = np.array([[m["tn"], m["fp"]], [m["fn"], m["tp"]]])
+        share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        for (row, col), count in np.ndenumerate(counts):
+            ax.text(
+                col,
+                row,
+                f"{count}\n{share[row, col]:.1%}",
+                ha="center",
+                va="center",
+                color="white" if share[row, col] > 0.5 else "black",
+                fontsize=10,
+            )
+        ax.set_xticks([0, 1], CLASS_NAMES)
+        ax.set_yticks([0, 1], CLASS_NAMES, rotation=90, va="center")
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{evaluation['model']} (acc {m['accuracy']:.3f})", fontsize=10)
+    fig.tight_layout()
+    _save(fig, out)
+
+
+def roc_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], out: str | os.PathLike) -> None:
+    """ROC curves of several models on one axis, {model: (labels, malignant probability)},
+    each with its AUC in the legend."""
+    if not curves:
+        raise ValueError("roc_figure: no curves given")
+    fig, ax = plt.subplots(figsize=(4.8, 4.6))
+    for model, (labels, prob) in curves.items():
+        fpr, tpr = roc_curve(labels, prob)
+        ax.plot(fpr, tpr, label=f"{model} (AUC {roc_auc(labels, prob):.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("false positive rate (1 - specificity)")
+    ax.set_ylabel("true positive rate (sensitivity)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    _save(fig, out)
+
+
+def training_curves_figure(histories: Mapping[str, pd.DataFrame], out: str | os.PathLike) -> None:
+    """Loss and accuracy per epoch, training (solid) against validation (dashed), one colour
+    per history ({name: history table with the HISTORY_COLUMNS})."""
+    if not histories:
+        raise ValueError("training_curves_figure: no histories given")
+    for name, history in histories.items():
+        missing = [c for c in HISTORY_COLUMNS if c not in history.columns]
+        if missing:
+            raise ValueError(f"training history {name!r} lacks column(s) {missing}")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, (name, history) in enumerate(histories.items()):
+        colour = colours[k % len(colours)]
+        for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+            ax.plot(history["epoch"], history[metric], color=colour, label=f"{name} train")
+            ax.plot(
+                history["epoch"],
+                history[f"val_{metric}"],
+                color=colour,
+                linestyle="--",
+                label=f"{name} val",
+            )
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, out)

@@ -11,7 +11,8 @@ os.environ.update(
 )
 sys.path.insert(0, workflow.basedir)
 
-from skinkd.config import check_config, check_schema
+from skinkd.config import check_config, check_schema, config_hash
+from skinkd.teacher import resolve_teacher
 from skinkd.preprocess import Preprocessing
 
 CONFIG_SCHEMA = "../schemas/config.schema.yaml"
@@ -24,6 +25,10 @@ RESULTS = f"results/{config['name']}"
 DATASET = config["dataset"]
 SHARDS = list(range(config["preprocess"]["shards"]))
 ENV_PREPROCESS = "../../envs/preprocess.yaml"
+ENV_TRAIN = "../../envs/train.yaml"
+STUDENT_MODELS = ["student", "student_fp16", "student_int8"]
+EVAL_MODELS = ["teacher", *STUDENT_MODELS]
+SPLITS_CSV = f"{RESULTS}/data/splits.csv"
 
 
 def dataset_root():
@@ -67,11 +72,45 @@ def shard_files():
     return expand(f"{RESULTS}/preprocessed/shard_{{shard}}.npz", shard=SHARDS)
 
 
+def teacher_params():
+    """The teacher section with the preset resolved to backbones and per-backbone weights,
+    so that student-only edits leave every teacher job untouched."""
+    return resolve_teacher(config["teacher"])
+
+
+def teacher_inputs(wildcards):
+    """Frozen backbones: the feature cache; trainable ones: the preprocessed images."""
+    if config["teacher"]["trainable_backbones"]:
+        return {"shards": shard_files(), "splits": SPLITS_CSV}
+    return {"features": f"{RESULTS}/teacher/features.npz", "splits": SPLITS_CSV}
+
+
+def evaluate_inputs(wildcards):
+    model = wildcards.model
+    if model == "teacher":
+        return {
+            "soft_labels": f"{RESULTS}/teacher/soft_labels.npz",
+            "splits": SPLITS_CSV,
+        }
+    inputs = {"shards": shard_files(), "splits": SPLITS_CSV}
+    if model == "student":
+        inputs["model"] = f"{RESULTS}/student/student.keras"
+    else:
+        inputs["model"] = f"{RESULTS}/export/{model}.tflite"
+        inputs["reference"] = f"{RESULTS}/eval/student_predictions.csv"
+    return inputs
+
+
 def all_targets():
     return [
         f"{RESULTS}/data/manifest.csv",
-        f"{RESULTS}/data/splits.csv",
+        SPLITS_CSV,
         f"{RESULTS}/data/leakage.csv",
         *shard_files(),
         f"{RESULTS}/figures/preprocess_stages.png",
+        f"{RESULTS}/teacher/soft_labels.npz",
+        f"{RESULTS}/export/model_card.json",
+        f"{RESULTS}/eval/metrics.csv",
+        f"{RESULTS}/figures/teacher_training.png",
+        f"{RESULTS}/figures/student_training.png",
     ]

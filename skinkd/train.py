@@ -1,0 +1,410 @@
+"""Training: the distillation loss and Distiller, augmentation, batch feeding, best-on-val fits.
+
+Everything here is backend-agnostic Keras 3 (``keras.ops``, ``keras.layers``,
+``keras.utils.PyDataset``), so the same code trains under TensorFlow, PyTorch or JAX.
+
+Targets for the Distiller are one float32 array per batch, shape (batch, 3):
+column 0 the hard label (0 benign, 1 malignant), columns 1-2 the teacher's logits.
+``pack_targets`` builds it; a single array keeps every backend's data pipeline simple.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+from keras import ops
+
+from skinkd.atomic import atomic_path, write_csv
+from skinkd.errors import ConfigError, DataError
+from skinkd.models import build_student
+from skinkd.preprocess import rescale
+
+log = logging.getLogger(__name__)
+
+
+
+class Adafactor(keras.optimizers.Adafactor):
+    """Keras' Adafactor with its second-moment estimate floored at epsilon_1.
+
+    Keras 3.15 rebuilds a matrix's second moment as (r / mean(r)) * c. Where a filter gets
+    no gradient (a dead ReLU unit) beside large ones, that product underflows float32 to 0
+    and the update g / sqrt(v) is 0 / 0: NaN in every weight of the layer (seen on the torch
+    backend after one step of the student). The floor only touches entries below 1e-30.
+    """
+
+    def assign(self, variable, value):
+        if any(variable is velocity for velocity in self._v):
+            value = ops.maximum(value, self.epsilon_1)
+        super().assign(variable, value)
+
+
+OPTIMIZERS = {
+    "adam": keras.optimizers.Adam,
+    "adafactor": Adafactor,
+    "nadam": keras.optimizers.Nadam,
+    "rmsprop": keras.optimizers.RMSprop,
+}
+METRIC_NAMES = ("loss", "accuracy", "auc")
+# Keras 3's image layers default to "reflect", which the torch backend replaces by "mirror";
+# "nearest" (also the old ImageDataGenerator's default) fills the same way on every backend.
+FILL_MODE = "nearest"
+
+
+def distillation_loss(labels, student_logits, teacher_logits, temperature: float, alpha: float):
+    """alpha * CE(labels, softmax(s)) + (1 - alpha) * T^2 * KL(softmax(t/T) || softmax(s/T)).
+
+    Per-image losses averaged over the batch. The T^2 factor keeps the soft term's gradients
+    on the scale of the hard term's when T changes (Hinton et al. 2015). Log-softmax
+    throughout, so saturated teacher probabilities give 0 * finite, never 0 * log 0.
+    """
+    student_logits = ops.convert_to_tensor(student_logits)
+    teacher_logits = ops.cast(teacher_logits, student_logits.dtype)
+    num_classes = ops.shape(student_logits)[-1]
+    one_hot = ops.one_hot(
+        ops.cast(ops.reshape(labels, (-1,)), "int32"), num_classes, dtype=student_logits.dtype
+    )
+    hard = -ops.sum(one_hot * ops.log_softmax(student_logits, axis=-1), axis=-1)
+    teacher_log_probs = ops.log_softmax(teacher_logits / temperature, axis=-1)
+    student_log_probs = ops.log_softmax(student_logits / temperature, axis=-1)
+    kl = ops.sum(ops.exp(teacher_log_probs) * (teacher_log_probs - student_log_probs), axis=-1)
+    return ops.mean(alpha * hard + (1.0 - alpha) * temperature**2 * kl)
+
+
+def pack_targets(labels: np.ndarray, teacher_logits: np.ndarray) -> np.ndarray:
+    """The Distiller's targets: float32 (n, 3) = [label, teacher logit 0, teacher logit 1]."""
+    labels = np.asarray(labels)
+    teacher_logits = np.asarray(teacher_logits)
+    if teacher_logits.shape != (len(labels), 2):
+        raise DataError(
+            f"teacher logits have shape {teacher_logits.shape}, expected ({len(labels)}, 2) "
+            "(one pair of logits per image)"
+        )
+    return np.concatenate([labels[:, None], teacher_logits], axis=1).astype(np.float32)
+
+
+class MalignantAUC(keras.metrics.AUC):
+    """ROC AUC of P(malignant) = softmax(logits)[:, 1] against sparse labels."""
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        prob_malignant = ops.softmax(y_pred, axis=-1)[:, 1]
+        return super().update_state(ops.reshape(y_true, (-1,)), prob_malignant, sample_weight)
+
+
+class Distiller(keras.Model):
+    """Trains a student (logits) on hard labels and stored teacher logits.
+
+    ``call`` is the student; targets are ``pack_targets`` arrays (batch, 3). The teacher is
+    not part of the model: its logits were computed once and travel with the batches.
+    Validation uses the same loss (val targets carry teacher logits too); metrics see only
+    the hard labels. Save ``distiller.student``, not the Distiller.
+    """
+
+    def __init__(self, student: keras.Model, temperature: float, alpha: float, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.student = student
+        self.temperature = float(temperature)
+        self.alpha = float(alpha)
+
+    def call(self, inputs, training=False):
+        return self.student(inputs, training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if y.shape[-1] != 3:
+            raise DataError(
+                f"Distiller targets must be (batch, 3) [label, teacher logits], got {y.shape}"
+            )
+        return distillation_loss(y[:, 0], y_pred, y[:, 1:], self.temperature, self.alpha)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, y[:, 0], y_pred, sample_weight)
+
+
+def build_augmenter(
+    rotation_deg: float,
+    height_shift: float,
+    width_shift: float,
+    shear: float,
+    horizontal_flip: bool,
+    seed: int,
+) -> keras.layers.Layer:
+    """Random rotation (+-degrees), shifts and shear (fractions of the side), horizontal flip.
+
+    Shear is RandomShear's factor along x (a fraction of the width, either sign), as the old
+    ImageDataGenerator sheared one axis. Zero ranges add no layer (all zero: identity). Each layer gets its own
+    seed so their random streams are independent yet reproducible.
+    """
+    augmentations: list[keras.layers.Layer] = []
+    if rotation_deg:
+        augmentations.append(
+            keras.layers.RandomRotation(rotation_deg / 360.0, fill_mode=FILL_MODE, seed=seed)
+        )
+    if height_shift or width_shift:
+        augmentations.append(
+            keras.layers.RandomTranslation(
+                height_shift, width_shift, fill_mode=FILL_MODE, seed=seed + 1
+            )
+        )
+    if shear:
+        augmentations.append(keras.layers.RandomShear(shear, fill_mode=FILL_MODE, seed=seed + 2))
+    if horizontal_flip:
+        augmentations.append(keras.layers.RandomFlip("horizontal", seed=seed + 3))
+    # Keras cannot build an empty Sequential.
+    return keras.Sequential(augmentations or [keras.layers.Identity()], name="augmenter")
+
+
+class _Batches(keras.utils.PyDataset):
+    """Batch order over n items: fixed, or a new seeded permutation every epoch."""
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        if n == 0:
+            raise DataError("no images to feed: the split is empty")
+        self.n = n
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+        self.order = self._epoch_order()
+
+    def _epoch_order(self) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(self.n)
+        return np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self.order = self._epoch_order()
+
+    def batch_indices(self, index: int) -> np.ndarray:
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} of {len(self)}")
+        return self.order[index * self.batch_size : (index + 1) * self.batch_size]
+
+
+class ImageBatches(_Batches):
+    """Batches of float32 [0, 1] images from the uint8 cache, with labels or Distiller targets.
+
+    Yields (images, labels int32) or, given teacher logits, (images, ``pack_targets``).
+    The augmenter, if any, runs on every batch (training split only).
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        batch_size: int,
+        *,
+        teacher_logits: np.ndarray | None = None,
+        augmenter: keras.layers.Layer | None = None,
+        shuffle: bool = False,
+        seed: int = 0,
+        **kwargs: Any,
+    ):
+        super().__init__(len(images), batch_size, shuffle, seed, **kwargs)
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise DataError(f"expected uint8 images (n, S, S, 3), got {images.dtype} {images.shape}")
+        if len(labels) != len(images):
+            raise DataError(f"{len(images)} images but {len(labels)} labels")
+        self.images = images
+        self.augmenter = augmenter
+        if teacher_logits is None:
+            self.targets = np.asarray(labels, dtype=np.int32)
+        else:
+            self.targets = pack_targets(labels, teacher_logits)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        take = self.batch_indices(index)
+        images = rescale(self.images[take])
+        if self.augmenter is not None:
+            images = ops.convert_to_numpy(self.augmenter(images, training=True))
+        return images, self.targets[take]
+
+
+class FeatureBatches(_Batches):
+    """Batches of cached backbone features (dict name -> (n, ...)) as float32, with labels.
+
+    For the teacher head, whose inputs are named after the backbones.
+    """
+
+    def __init__(
+        self,
+        features: Mapping[str, np.ndarray],
+        labels: np.ndarray,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        **kwargs: Any,
+    ):
+        sizes = {name: len(array) for name, array in features.items()}
+        if set(sizes.values()) != {len(labels)}:
+            raise DataError(f"feature rows {sizes} do not all match {len(labels)} labels")
+        super().__init__(len(labels), batch_size, shuffle, seed, **kwargs)
+        self.features = dict(features)
+        self.labels = np.asarray(labels, dtype=np.int32)
+
+    def __getitem__(self, index: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        take = self.batch_indices(index)
+        batch = {name: array[take].astype(np.float32) for name, array in self.features.items()}
+        return batch, self.labels[take]
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    """One of adam, adafactor, nadam, rmsprop with the given learning rate (Keras defaults
+    otherwise)."""
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"optimizer: {name!r} is not one of {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name](learning_rate=learning_rate)
+
+
+def save_keras(model: keras.Model, path: str | os.PathLike) -> None:
+    """Save a model as .keras atomically (Keras insists on the suffix, so the staged file
+    carries it before the rename)."""
+    with atomic_path(path) as tmp:
+        staged = tmp.with_name(tmp.name + ".keras")
+        try:
+            model.save(staged)
+            os.replace(staged, tmp)
+        finally:
+            staged.unlink(missing_ok=True)
+
+
+def inference_copy(model: keras.Model) -> keras.Model:
+    """An uncompiled copy with the same weights: its .keras file holds no optimizer or
+    metric state, so loading it needs none of this module's training classes."""
+    copy = keras.Model.from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+class _EpochLog(keras.callbacks.Callback):
+    """One log line per epoch (rule logs capture logging, not Keras' progress bar)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        values = " ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()))
+        log.info("epoch %d: %s", epoch + 1, values)
+
+
+def fit_classifier(
+    model: keras.Model,
+    train: keras.utils.PyDataset,
+    val: keras.utils.PyDataset,
+    optimizer: keras.optimizers.Optimizer,
+    epochs: int,
+    out_model: Path,
+    out_history: Path,
+    monitor: str = "val_loss",
+) -> keras.Model:
+    """Train, restore the weights of the best epoch on ``monitor`` and save them.
+
+    ``model`` is a plain classifier (logits; sparse cross-entropy) or a Distiller (its own
+    loss). Writes the model, uncompiled (the student alone for a Distiller), as .keras and a
+    history CSV (epoch, loss, accuracy, auc and their val_ twins, best = the restored epoch).
+    Returns the saved model.
+    """
+    allowed = [f"{prefix}{name}" for prefix in ("", "val_") for name in METRIC_NAMES]
+    if monitor not in allowed:
+        raise ConfigError(f"monitor: {monitor!r} is not one of {', '.join(allowed)}")
+    metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy"), MalignantAUC(name="auc")]
+    loss = None if isinstance(model, Distiller) else keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True
+    )
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    # patience = epochs: never stops early; only keeps and, at the end, restores the best.
+    best = keras.callbacks.EarlyStopping(
+        monitor=monitor, patience=epochs, restore_best_weights=True
+    )
+    fitted = model.fit(
+        train, validation_data=val, epochs=epochs, callbacks=[best, _EpochLog()], verbose=0
+    )
+    log.info("restored epoch %d (best %s %.4f)", best.best_epoch + 1, monitor, best.best)
+
+    history = pd.DataFrame(fitted.history)
+    history = history[[c for c in allowed if c in history.columns]]
+    history.insert(0, "epoch", np.arange(1, len(history) + 1))
+    history["best"] = history["epoch"] == best.best_epoch + 1
+    saved = model.student if isinstance(model, Distiller) else inference_copy(model)
+    save_keras(saved, out_model)
+    write_csv(history, out_history)
+    return saved
+
+
+def train_student(
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    train_teacher_logits: np.ndarray,
+    val_images: np.ndarray,
+    val_labels: np.ndarray,
+    val_teacher_logits: np.ndarray,
+    *,
+    out_model: Path,
+    out_history: Path,
+    optimizer: str = "adafactor",
+    learning_rate: float = 0.002,
+    batch_size: int = 64,
+    epochs: int = 70,
+    temperature: float = 1.0,
+    alpha: float = 0.5,
+    feature_conversion: str = "gmp",
+    augment: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    monitor: str = "val_loss",
+) -> keras.Model:
+    """Distil a student from stored teacher logits; keyword names follow the config's
+    ``student`` section, ``augment`` is the config's ``augment`` section (None: no
+    augmentation). Seeded: two runs on one machine give identical histories."""
+    keras.utils.set_random_seed(seed)
+    augmenter = None
+    if augment is not None:
+        augmenter = build_augmenter(
+            rotation_deg=augment["rotation"],
+            height_shift=augment["height_shift"],
+            width_shift=augment["width_shift"],
+            shear=augment["shear"],
+            horizontal_flip=augment["horizontal_flip"],
+            seed=seed,
+        )
+    train = ImageBatches(
+        train_images,
+        train_labels,
+        batch_size,
+        teacher_logits=train_teacher_logits,
+        augmenter=augmenter,
+        shuffle=True,
+        seed=seed,
+    )
+    val = ImageBatches(val_images, val_labels, batch_size, teacher_logits=val_teacher_logits)
+    student = build_student(train_images.shape[1], feature_conversion)
+    distiller = Distiller(student, temperature, alpha)
+    log.info(
+        "student %s: %d parameters, T=%g, alpha=%g, %s lr=%g, batch %d, %d epochs",
+        feature_conversion,
+        student.count_params(),
+        temperature,
+        alpha,
+        optimizer,
+        learning_rate,
+        batch_size,
+        epochs,
+    )
+    return fit_classifier(
+        distiller,
+        train,
+        val,
+        make_optimizer(optimizer, learning_rate),
+        epochs,
+        out_model,
+        out_history,
+        monitor,
+    )

@@ -1,0 +1,362 @@
+"""Distillation loss, Distiller, augmentation, batch feeding and best-on-val training."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from skinkd.errors import ConfigError, DataError
+from skinkd.models import build_student
+from skinkd.preprocess import rescale
+from skinkd.train import (
+    Adafactor,
+    Distiller,
+    FeatureBatches,
+    ImageBatches,
+    build_augmenter,
+    distillation_loss,
+    fit_classifier,
+    make_optimizer,
+    pack_targets,
+    train_student,
+)
+
+PROJECT = Path(__file__).resolve().parents[1]
+AUGMENT = {"rotation": 20, "height_shift": 0.1, "width_shift": 0.1, "shear": 0.1,
+           "horizontal_flip": True}
+
+# Fixed logits of moderate size: the reference below uses plain exp / sum, no tricks.
+LABELS = np.array([0, 1, 1, 0, 1])
+STUDENT = np.array([[2.0, -1.0], [0.5, 0.3], [-1.2, 2.2], [0.1, 0.0], [3.0, -2.0]])
+TEACHER = np.array([[1.5, -0.5], [-0.3, 1.1], [0.0, 3.0], [2.0, -1.0], [-1.0, 0.5]])
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def reference_loss(labels, student, teacher, temperature, alpha) -> float:
+    """The paper's formula written out in float64 numpy."""
+    ce = -np.log(softmax(student)[np.arange(len(labels)), labels])
+    p_t, p_s = softmax(teacher / temperature), softmax(student / temperature)
+    kl = (p_t * np.log(p_t / p_s)).sum(axis=1)
+    return float(np.mean(alpha * ce + (1 - alpha) * temperature**2 * kl))
+
+
+def lesion_images(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
+    """Smooth images with an off-centre dark blob: rotations, shifts and flips all change them."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size]
+    images = np.empty((n, size, size, 3), np.uint8)
+    for i in range(n):
+        cy, cx = rng.uniform(0.3, 0.5, 2) * size
+        blob = np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * (size / 6) ** 2))
+        base = 200 - 120 * blob + 20 * x / size
+        images[i] = np.clip(base[..., None] * rng.uniform(0.7, 1.0, 3), 0, 255).astype(np.uint8)
+    return images
+
+
+@pytest.mark.parametrize("temperature", [1.0, 4.0])
+@pytest.mark.parametrize("alpha", [0.3, 0.5])
+def test_distillation_loss_equals_numpy_formula(temperature, alpha):
+    loss = distillation_loss(LABELS, STUDENT.astype("float32"), TEACHER, temperature, alpha)
+    expected = reference_loss(LABELS, STUDENT, TEACHER, temperature, alpha)
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+
+
+def test_alpha_one_is_sparse_categorical_crossentropy_from_logits():
+    loss = distillation_loss(LABELS, STUDENT.astype("float32"), TEACHER, 4.0, 1.0)
+    keras_ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(LABELS, STUDENT)
+    assert float(loss) == pytest.approx(float(keras_ce), rel=1e-6)
+
+
+def test_soft_term_is_temperature_squared_times_kl():
+    p_t, p_s = softmax(TEACHER / 4.0), softmax(STUDENT / 4.0)
+    kl = float(np.mean((p_t * np.log(p_t / p_s)).sum(axis=1)))
+    loss = float(distillation_loss(LABELS, STUDENT.astype("float32"), TEACHER, 4.0, 0.0))
+    assert loss / kl == pytest.approx(16.0, rel=1e-5)
+
+
+def test_soft_term_vanishes_when_student_matches_teacher():
+    loss = distillation_loss(LABELS, TEACHER.astype("float32"), TEACHER, 2.0, 0.0)
+    assert abs(float(loss)) < 1e-6
+
+
+def test_distiller_loss_reads_packed_targets_and_metrics_see_hard_labels():
+    keras.utils.set_random_seed(0)
+    student = build_student(32)
+    distiller = Distiller(student, temperature=2.0, alpha=0.3)
+    distiller.compile(metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    images = rescale(lesion_images(6))
+    labels = np.array([0, 1, 0, 1, 1, 0])
+    teacher = np.random.default_rng(1).normal(size=(6, 2)).astype(np.float32)
+    logits = keras.ops.convert_to_numpy(student(images)).astype(np.float64)
+
+    loss = distiller.compute_loss(y=pack_targets(labels, teacher), y_pred=student(images))
+    assert float(loss) == pytest.approx(
+        reference_loss(labels, logits, teacher.astype(np.float64), 2.0, 0.3), rel=1e-5
+    )
+    results = distiller.evaluate(images, pack_targets(labels, teacher), verbose=0,
+                                 return_dict=True)
+    assert results["accuracy"] == pytest.approx(np.mean(logits.argmax(1) == labels))
+
+
+def test_distiller_rejects_targets_without_teacher_logits():
+    distiller = Distiller(build_student(32), temperature=1.0, alpha=0.5)
+    images = rescale(lesion_images(2))
+    with pytest.raises(DataError, match=r"\(batch, 3\)"):
+        distiller.compute_loss(y=np.zeros((2, 1), np.float32), y_pred=distiller(images))
+
+
+def test_pack_targets_layout_and_shape_check():
+    targets = pack_targets(np.array([1, 0]), np.array([[0.5, -0.5], [2.0, 1.0]]))
+    np.testing.assert_array_equal(targets, [[1, 0.5, -0.5], [0, 2.0, 1.0]])
+    assert targets.dtype == np.float32
+    with pytest.raises(DataError, match="expected \\(2, 2\\)"):
+        pack_targets(np.array([1, 0]), np.zeros((3, 2)))
+
+
+def test_image_batches_shapes_dtypes_and_range():
+    images = lesion_images(10)
+    labels = np.arange(10) % 2
+    plain = ImageBatches(images, labels, batch_size=4)
+    assert len(plain) == 3
+    x, y = plain[2]
+    assert x.shape == (2, 32, 32, 3) and x.dtype == np.float32
+    assert 0.0 <= x.min() and x.max() <= 1.0
+    np.testing.assert_array_equal(x, images[8:10] / np.float32(255))
+    assert y.dtype == np.int32 and list(y) == [0, 1]
+
+    teacher = np.arange(20, dtype=np.float32).reshape(10, 2)
+    _, targets = ImageBatches(images, labels, batch_size=4, teacher_logits=teacher)[0]
+    np.testing.assert_array_equal(targets, np.column_stack([labels[:4], teacher[:4]]))
+    with pytest.raises(IndexError):
+        plain[3]
+
+
+def test_shuffled_order_is_seeded_new_each_epoch_and_complete():
+    images = lesion_images(12)
+    labels = np.arange(12)  # the label is the image's position: it shows the order
+
+    def epoch_orders(seed: int) -> list[list[int]]:
+        batches = ImageBatches(images, labels, batch_size=5, shuffle=True, seed=seed)
+        orders = []
+        for _ in range(3):
+            orders.append([int(v) for i in range(len(batches)) for v in batches[i][1]])
+            batches.on_epoch_end()
+        return orders
+
+    orders = epoch_orders(7)
+    assert all(sorted(order) == list(range(12)) for order in orders)
+    assert orders[0] != orders[1] != orders[2]
+    assert orders == epoch_orders(7)
+    assert orders != epoch_orders(8)
+
+
+def test_augmenter_changes_train_batches_but_val_batches_stay_untouched():
+    images = lesion_images(8)
+    labels = np.zeros(8, int)
+    augmenter = build_augmenter(20, 0.1, 0.1, 0.1, True, seed=3)
+    train = ImageBatches(images, labels, batch_size=8, augmenter=augmenter)
+    val = ImageBatches(images, labels, batch_size=8)
+
+    augmented = train[0][0]
+    unaugmented = images / np.float32(255)
+    per_image_change = np.abs(augmented - unaugmented).mean(axis=(1, 2, 3))
+    assert (per_image_change > 1e-3).all()
+    assert augmented.dtype == np.float32 and 0.0 <= augmented.min() and augmented.max() <= 1.0
+    assert not np.array_equal(train[0][0], augmented)  # a new draw every time
+
+    first = val[0][0]
+    val.on_epoch_end()
+    np.testing.assert_array_equal(first, unaugmented)
+    np.testing.assert_array_equal(val[0][0], first)
+
+
+def test_augmenter_with_zero_ranges_is_identity():
+    augmenter = build_augmenter(0, 0, 0, 0, False, seed=0)
+    images = rescale(lesion_images(2))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(augmenter(images)), images)
+
+
+def test_feature_batches_yield_float32_dicts_named_after_backbones():
+    features = {"tiny_cnn": np.ones((5, 2, 2, 3), np.float16),
+                "tiny_vit": np.arange(20, dtype=np.float16).reshape(5, 4)}
+    batches = FeatureBatches(features, np.array([0, 1, 1, 0, 1]), batch_size=3)
+    x, y = batches[1]
+    assert set(x) == {"tiny_cnn", "tiny_vit"}
+    assert x["tiny_cnn"].shape == (2, 2, 2, 3) and x["tiny_vit"].dtype == np.float32
+    np.testing.assert_array_equal(x["tiny_vit"], features["tiny_vit"][3:5].astype(np.float32))
+    assert list(y) == [0, 1]
+    with pytest.raises(DataError, match="do not all match"):
+        FeatureBatches(features, np.zeros(4), batch_size=3)
+
+
+def test_make_optimizer_names_and_learning_rate():
+    for name, cls in [("adam", keras.optimizers.Adam), ("nadam", keras.optimizers.Nadam),
+                      ("rmsprop", keras.optimizers.RMSprop), ("adafactor", Adafactor)]:
+        optimizer = make_optimizer(name, 0.002)
+        assert type(optimizer) is cls
+        assert float(optimizer.learning_rate) == pytest.approx(0.002)
+    with pytest.raises(ConfigError, match="'sgd' is not one of"):
+        make_optimizer("sgd", 0.1)
+
+
+def test_adafactor_stays_finite_where_a_gradient_row_and_column_are_zero():
+    # Factored second moment of entry (0, 0): (r0 / mean(r)) * c0 = (1e-30 / 0.25) * 1e-30,
+    # below float32's range: Keras' own Adafactor divides 0 by 0 there.
+    gradient = np.array([[0.0, 0.0], [0.0, 1.0]], np.float32)
+    weights = keras.Variable(np.full((2, 2), 0.5, np.float32))
+    Adafactor(learning_rate=0.01).apply_gradients([(gradient, weights)])
+    updated = keras.ops.convert_to_numpy(weights)
+    assert np.isfinite(updated).all()
+    np.testing.assert_array_equal(updated[0], [0.5, 0.5])  # no gradient: no change
+    assert updated[1, 1] < 0.5
+
+
+def test_adafactor_equals_keras_adafactor_on_ordinary_gradients():
+    gradient = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    ours = keras.Variable(np.ones((3, 4), np.float32))
+    stock = keras.Variable(np.ones((3, 4), np.float32))
+    Adafactor(learning_rate=0.01).apply_gradients([(gradient, ours)])
+    keras.optimizers.Adafactor(learning_rate=0.01).apply_gradients([(gradient, stock)])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(ours),
+                                  keras.ops.convert_to_numpy(stock))
+
+
+def test_fit_restores_and_saves_the_best_validation_epoch(tmp_path):
+    # Validation labels are the training labels flipped: the better the fit to the training
+    # split, the worse the validation loss, so the first epoch is best and the last worst.
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(64, 4)).astype(np.float32)
+    labels = (features[:, 0] > 0).astype(int)
+    keras.utils.set_random_seed(0)
+    inputs = {"features": keras.Input((4,), name="features")}
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs["features"]))
+    train = FeatureBatches({"features": features}, labels, batch_size=16, shuffle=True)
+    val = FeatureBatches({"features": features}, 1 - labels, batch_size=16)
+
+    saved = fit_classifier(model, train, val, make_optimizer("adafactor", 0.05), 6,
+                           tmp_path / "head.keras", tmp_path / "history.csv")
+
+    history = pd.read_csv(tmp_path / "history.csv")
+    print(history)
+    assert list(history.columns) == ["epoch", "loss", "accuracy", "auc", "val_loss",
+                                     "val_accuracy", "val_auc", "best"]
+    assert list(history["epoch"]) == [1, 2, 3, 4, 5, 6]
+    best = history["val_loss"].idxmin()
+    assert history["val_loss"].iloc[-1] > history["val_loss"].min() + 0.1
+    assert list(history["best"]) == [i == best for i in range(6)]
+    # Saved uncompiled: loading needs neither skinkd's Adafactor nor its metric classes.
+    loaded = keras.saving.load_model(tmp_path / "head.keras")
+    assert not loaded.compiled
+    logits = keras.ops.convert_to_numpy(loaded({"features": features})).astype(np.float64)
+    val_ce = -np.log(softmax(logits)[np.arange(64), 1 - labels]).mean()
+    assert val_ce == pytest.approx(history["val_loss"].min(), rel=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(saved({"features": features})),
+                               logits, rtol=1e-6)
+
+
+def test_fit_rejects_an_unknown_monitor(tmp_path):
+    model = build_student(32)
+    batches = ImageBatches(lesion_images(4), np.zeros(4, int), batch_size=4)
+    with pytest.raises(ConfigError, match="'val_acc' is not one of"):
+        fit_classifier(model, batches, batches, keras.optimizers.Adam(), 1,
+                       tmp_path / "m.keras", tmp_path / "h.csv", monitor="val_acc")
+
+
+def test_two_seeded_student_runs_give_the_same_history_and_save_the_student(tmp_path):
+    images = lesion_images(40)
+    labels = np.arange(40) % 2
+    teacher = np.random.default_rng(2).normal(size=(40, 2)).astype(np.float32)
+
+    def run(folder: str) -> keras.Model:
+        return train_student(
+            images[:32], labels[:32], teacher[:32], images[32:], labels[32:], teacher[32:],
+            out_model=tmp_path / folder / "student.keras",
+            out_history=tmp_path / folder / "history.csv",
+            batch_size=16, epochs=2, temperature=2.0, alpha=0.5, augment=AUGMENT, seed=5,
+        )
+
+    first, second = run("a"), run("b")
+    assert (tmp_path / "a/history.csv").read_text() == (tmp_path / "b/history.csv").read_text()
+    for w1, w2 in zip(first.get_weights(), second.get_weights()):
+        np.testing.assert_array_equal(w1, w2)
+
+    loaded = keras.saving.load_model(tmp_path / "a/student.keras")
+    assert loaded.count_params() == 163_362
+    assert loaded.input_shape == (None, 32, 32, 3)
+    assert all(np.isfinite(w).all() for w in loaded.get_weights())
+    val = rescale(images[32:])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(val)),
+                               keras.ops.convert_to_numpy(first(val)), rtol=1e-6)
+
+
+# One training step of the Distiller on fixed inputs from fixed initial weights; prints the
+# losses as JSON.
+BACKEND_STEP = textwrap.dedent(
+    """
+    import json, sys
+    import keras
+    import numpy as np
+    from skinkd.models import build_student
+    from skinkd.preprocess import rescale
+    from skinkd.train import Distiller, make_optimizer, pack_targets
+
+    rng = np.random.default_rng(0)
+    images = rescale(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8))
+    targets = pack_targets(np.arange(8) % 2, rng.normal(size=(8, 2)))
+    student = build_student(32)
+    stored = np.load(sys.argv[1])
+    student.set_weights([stored[f"w{i}"] for i in range(len(stored.files))])
+    distiller = Distiller(student, temperature=2.0, alpha=0.3)
+    distiller.compile(optimizer=make_optimizer("adafactor", 0.002))
+
+    def loss():
+        return float(distiller.compute_loss(y=targets, y_pred=distiller(images)))
+
+    before = loss()
+    step = float(distiller.train_on_batch(images, targets))
+    print(json.dumps({"backend": keras.backend.backend(), "before": before, "step": step,
+                      "after": loss()}))
+    """
+)
+
+
+def test_distillation_step_on_torch_matches_tensorflow(tmp_path):
+    script = tmp_path / "backend_step.py"
+    script.write_text(BACKEND_STEP)
+    weights = tmp_path / "initial_weights.npz"
+    keras.utils.set_random_seed(0)
+    np.savez(weights, **{f"w{i}": w for i, w in enumerate(build_student(32).get_weights())})
+    # Both backends at once: each subprocess spends most of its time importing.
+    runs = {
+        backend: subprocess.Popen(
+            [sys.executable, str(script), str(weights)], cwd=PROJECT, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3"),
+        )
+        for backend in ("tensorflow", "torch")
+    }
+    losses = {}
+    for backend, run in runs.items():
+        stdout, stderr = run.communicate(timeout=120)
+        assert run.returncode == 0, stderr[-3000:]
+        losses[backend] = json.loads(stdout.strip().splitlines()[-1])
+        assert losses[backend]["backend"] == backend
+    print(json.dumps(losses))
+    tensorflow, torch = losses["tensorflow"], losses["torch"]
+    for key in ("before", "step", "after"):
+        assert np.isfinite(torch[key])
+        assert abs(torch[key] - tensorflow[key]) < 1e-5, key
+    assert tensorflow["after"] < tensorflow["before"]  # the step trained the student

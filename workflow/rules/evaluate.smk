@@ -1,0 +1,93 @@
+rule evaluate:
+    input:
+        unpack(evaluate_inputs),
+    output:
+        evaluation=f"{RESULTS}/eval/{{model}}.json",
+        predictions=f"{RESULTS}/eval/{{model}}_predictions.csv",
+    log:
+        f"{RESULTS}/logs/evaluate/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate/{{model}}.tsv"
+    wildcard_constraints:
+        model="|".join(EVAL_MODELS),
+    conda:
+        ENV_TRAIN
+    threads: 2
+    resources:
+        mem_mb=4000,
+    params:
+        evaluate=config["evaluate"],
+    script:
+        "../scripts/evaluate.py"
+
+
+rule metrics_table:
+    input:
+        evals=expand(f"{RESULTS}/eval/{{model}}.json", model=EVAL_MODELS),
+        predictions=expand(
+            f"{RESULTS}/eval/{{model}}_predictions.csv", model=EVAL_MODELS
+        ),
+    output:
+        metrics=report(
+            f"{RESULTS}/eval/metrics.csv",
+            caption="../report/metrics.rst",
+            category="Evaluation",
+            labels={"table": "metrics"},
+        ),
+        paper=report(
+            f"{RESULTS}/eval/paper_comparison.csv",
+            caption="../report/paper_comparison.rst",
+            category="Evaluation",
+            labels={"table": "ours vs paper"},
+        ),
+        confusion=report(
+            f"{RESULTS}/figures/confusion_matrices.png",
+            caption="../report/confusion.rst",
+            category="Evaluation",
+            labels={"figure": "confusion matrices"},
+        ),
+        roc=report(
+            f"{RESULTS}/figures/roc.png",
+            caption="../report/roc.rst",
+            category="Evaluation",
+            labels={"figure": "ROC"},
+        ),
+    log:
+        f"{RESULTS}/logs/metrics_table.log",
+    conda:
+        ENV_TRAIN
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        dataset=config["dataset"]["kind"],
+    script:
+        "../scripts/metrics_table.py"
+
+
+rule training_curves:
+    input:
+        teacher=f"{RESULTS}/teacher/history.csv",
+        student=f"{RESULTS}/student/history.csv",
+    output:
+        teacher=report(
+            f"{RESULTS}/figures/teacher_training.png",
+            caption="../report/teacher_training.rst",
+            category="Teacher",
+            labels={"figure": "training curves"},
+        ),
+        student=report(
+            f"{RESULTS}/figures/student_training.png",
+            caption="../report/student_training.rst",
+            category="Student",
+            labels={"figure": "training curves"},
+        ),
+    log:
+        f"{RESULTS}/logs/training_curves.log",
+    conda:
+        ENV_PREPROCESS
+    threads: 1
+    resources:
+        mem_mb=1000,
+    script:
+        "../scripts/training_curves.py"

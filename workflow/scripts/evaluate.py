@@ -1,0 +1,34 @@
+"""Rule evaluate: one model's test-split predictions, metrics and bootstrap intervals."""
+
+import pandas as pd
+
+from skinkd.atomic import write_csv
+from skinkd.cache import load_split
+from skinkd.evaluation import evaluate_logits, model_logits
+from skinkd.manifest import read_manifest
+from skinkd.metrics import write_evaluation
+from skinkd.teacher import read_soft_labels
+from skinkd.workflow import run_rule
+
+
+def main() -> None:
+    name = snakemake.wildcards.model
+    splits = read_manifest(snakemake.input.splits)
+    test = splits[splits["split"] == "test"]
+    ids, labels = test["image_id"].to_numpy(), test["label"].to_numpy()
+    reference = None
+    if name == "teacher":
+        logits = read_soft_labels(snakemake.input.soft_labels, "test", ids)
+    else:
+        images, labels, ids = load_split(snakemake.input.shards, splits, "test")
+        logits = model_logits(snakemake.input.model, images, threads=snakemake.threads)
+        if "reference" in snakemake.input.keys():
+            reference = pd.read_csv(snakemake.input.reference, dtype={"image_id": str})
+    evaluation, predictions = evaluate_logits(
+        name, ids, labels, logits, snakemake.params.evaluate, reference
+    )
+    write_csv(predictions, snakemake.output.predictions)
+    write_evaluation(evaluation, snakemake.output.evaluation)
+
+
+run_rule(snakemake, main)

@@ -1,0 +1,44 @@
+"""Rule model_card: everything a deployment needs to know about the exported student."""
+
+import json
+from pathlib import Path
+
+from skinkd.atomic import write_csv
+from skinkd.export import write_model_card
+from skinkd.manifest import read_manifest
+from skinkd.paper import model_sizes
+from skinkd.workflow import run_rule
+
+
+def main() -> None:
+    evals = {
+        e["model"]: e for e in (json.loads(Path(p).read_text()) for p in snakemake.input.evals)
+    }
+    splits = read_manifest(snakemake.input.splits)
+    counts = splits.groupby(["split", "label"]).size().unstack(fill_value=0)
+    files = {
+        "keras": snakemake.input.model,
+        "tflite_fp16": snakemake.input.fp16,
+        "tflite_int8": snakemake.input.int8,
+    }
+    preprocessing = snakemake.params.preprocessing
+    write_model_card(
+        snakemake.output.card,
+        image_size=preprocessing["image_size"],
+        preprocessing=preprocessing,
+        class_names=["benign", "malignant"],
+        threshold=snakemake.params.threshold,
+        files=files,
+        test_metrics={name: e["metrics"] for name, e in evals.items()},
+        training_data={
+            "dataset": snakemake.params.dataset,
+            "images": int(len(read_manifest(snakemake.input.manifest))),
+            "benign_by_split": {s: int(counts.loc[s, 0]) for s in counts.index},
+            "malignant_by_split": {s: int(counts.loc[s, 1]) for s in counts.index},
+        },
+        config_hash=snakemake.params.config_hash,
+    )
+    write_csv(model_sizes(files, evals), snakemake.output.sizes)
+
+
+run_rule(snakemake, main)

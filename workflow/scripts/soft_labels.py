@@ -1,0 +1,20 @@
+"""Rule soft_labels: teacher logits for every image, computed once for all student runs."""
+
+from skinkd.manifest import read_manifest
+from skinkd.teacher import soft_labels
+from skinkd.workflow import run_rule
+
+
+def main() -> None:
+    frozen = "features" in snakemake.input.keys()
+    soft_labels(
+        snakemake.input.model,
+        snakemake.params.teacher,
+        snakemake.output.soft_labels,
+        features_path=snakemake.input.features if frozen else None,
+        shard_paths=[] if frozen else snakemake.input.shards,
+        splits=None if frozen else read_manifest(snakemake.input.splits),
+    )
+
+
+run_rule(snakemake, main)

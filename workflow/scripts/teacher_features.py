@@ -1,0 +1,20 @@
+"""Rule teacher_features: frozen backbones run once; features of every image cached."""
+
+from skinkd.manifest import read_manifest
+from skinkd.teacher import cache_features
+from skinkd.workflow import run_rule
+
+
+def main() -> None:
+    cache_features(
+        snakemake.input.shards,
+        read_manifest(snakemake.input.splits),
+        snakemake.params.teacher,
+        image_size=snakemake.params.image_size,
+        augment=snakemake.params.augment,
+        seed=snakemake.params.seed,
+        out=snakemake.output.features,
+    )
+
+
+run_rule(snakemake, main)

@@ -1,0 +1,34 @@
+"""Rule teacher_train: the fusion head on cached features, or the whole teacher end to end."""
+
+from pathlib import Path
+
+from skinkd.manifest import read_manifest
+from skinkd.teacher import train_teacher_end_to_end, train_teacher_head
+from skinkd.workflow import run_rule
+
+
+def main() -> None:
+    teacher = snakemake.params.teacher
+    out_model, out_history = Path(snakemake.output.model), Path(snakemake.output.history)
+    if teacher["trainable_backbones"]:
+        train_teacher_end_to_end(
+            snakemake.input.shards,
+            read_manifest(snakemake.input.splits),
+            teacher,
+            image_size=snakemake.params.image_size,
+            augment=snakemake.params.augment,
+            seed=snakemake.params.seed,
+            out_model=out_model,
+            out_history=out_history,
+        )
+    else:
+        train_teacher_head(
+            snakemake.input.features,
+            teacher,
+            seed=snakemake.params.seed,
+            out_model=out_model,
+            out_history=out_history,
+        )
+
+
+run_rule(snakemake, main)
