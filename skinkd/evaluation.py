@@ -31,9 +31,9 @@ def model_logits(path: str | os.PathLike, images: np.ndarray, threads: int = 1) 
         from skinkd.export import TFLiteClassifier
 
         return TFLiteClassifier(path, num_threads=threads).predict_logits(images)
-    import keras
+    from skinkd.models import load_model
 
-    return keras_logits(keras.models.load_model(path), images)
+    return keras_logits(load_model(path), images)
 
 
 def evaluate_logits(

@@ -37,6 +37,9 @@ KINDS = ("maps", "token")
 # Seconds a stalled download socket may wait: an unreachable host fails in seconds, while a
 # slow but live download keeps going (the limit is per socket operation, not per file).
 DOWNLOAD_TIMEOUT_S = 20.0
+# The head's BatchNorm moving statistics must follow backbone features that change while
+# training end to end; Keras' 0.99 lags by hundreds of steps on small sets (SPEC is silent).
+BN_MOMENTUM = 0.9
 _KERAS_WEIGHT_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
@@ -463,7 +466,7 @@ def build_teacher_head(
             if len(maps) == 1
             else layers.Concatenate(name="maps_concat")([inputs[n] for n in maps])
         )
-        x = layers.BatchNormalization(name="maps_bn")(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="maps_bn")(x)
         channels = x.shape[-1]
         # Squeeze-and-excitation: per-channel weights from the globally pooled map.
         se = layers.GlobalAveragePooling2D(name="se_squeeze")(x)
@@ -478,7 +481,7 @@ def build_teacher_head(
             if len(tokens) == 1
             else layers.Concatenate(name="token_concat")([inputs[n] for n in tokens])
         )
-        streams.append(layers.BatchNormalization(name="token_bn")(t))
+        streams.append(layers.BatchNormalization(momentum=BN_MOMENTUM, name="token_bn")(t))
 
     x = streams[0] if len(streams) == 1 else layers.Concatenate(name="fusion")(streams)
     x = layers.Dropout(0.5, name="dropout_1")(x)
@@ -538,3 +541,9 @@ def extract_features(
             features[name][start : start + len(batch)] = model.predict_on_batch(batch)
         log.debug("features: %d / %d images", start + len(batch), len(images))
     return features
+
+
+def load_model(path: str | Path) -> keras.Model:
+    """Load a saved ``.keras`` model of this project (its custom layers are registered by
+    importing this module)."""
+    return keras.models.load_model(path)

@@ -220,11 +220,10 @@ def soft_labels(
     the images otherwise. Keys: ``image_ids``, ``split``, ``labels``, ``logits`` (n, 2).
     The student reads the train and val rows; the teacher's evaluation reads the test rows.
     """
-    import keras
-
     from skinkd.evaluation import keras_logits
+    from skinkd.models import load_model
 
-    model = keras.models.load_model(model_path)
+    model = load_model(model_path)
     batch = teacher["batch_size"]
     parts = []
     for split in SPLIT_NAMES:

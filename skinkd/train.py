@@ -30,17 +30,18 @@ from skinkd.preprocess import rescale
 log = logging.getLogger(__name__)
 
 
-
 class Adafactor(keras.optimizers.Adafactor):
     """Keras' Adafactor with its second-moment estimate floored at epsilon_1.
 
     Keras 3.15 rebuilds a matrix's second moment as (r / mean(r)) * c. Where a filter gets
     no gradient (a dead ReLU unit) beside large ones, that product underflows float32 to 0
-    and the update g / sqrt(v) is 0 / 0: NaN in every weight of the layer (seen on the torch
-    backend after one step of the student). The floor only touches entries below 1e-30.
+    and the update g / sqrt(v) is 0 / 0. One step of the student then leaves NaN in whole
+    conv kernels: the torch loss turns NaN, while TensorFlow's CPU kernels hide it (the loss
+    stays finite, the weights do not). The floor only touches entries below 1e-30.
     """
 
     def assign(self, variable, value):
+        # Keras' update_step writes the second moment of each variable into self._v.
         if any(variable is velocity for velocity in self._v):
             value = ops.maximum(value, self.epsilon_1)
         super().assign(variable, value)
@@ -104,7 +105,8 @@ class Distiller(keras.Model):
     ``call`` is the student; targets are ``pack_targets`` arrays (batch, 3). The teacher is
     not part of the model: its logits were computed once and travel with the batches.
     Validation uses the same loss (val targets carry teacher logits too); metrics see only
-    the hard labels. Save ``distiller.student``, not the Distiller.
+    the hard labels. Sample weights are not used. Save ``distiller.student``, not the
+    Distiller.
     """
 
     def __init__(self, student: keras.Model, temperature: float, alpha: float, **kwargs: Any):
@@ -138,8 +140,8 @@ def build_augmenter(
     """Random rotation (+-degrees), shifts and shear (fractions of the side), horizontal flip.
 
     Shear is RandomShear's factor along x (a fraction of the width, either sign), as the old
-    ImageDataGenerator sheared one axis. Zero ranges add no layer (all zero: identity). Each layer gets its own
-    seed so their random streams are independent yet reproducible.
+    ImageDataGenerator sheared one axis. Zero ranges add no layer (all zero: identity). Each
+    layer gets its own seed so their random streams are independent yet reproducible.
     """
     augmentations: list[keras.layers.Layer] = []
     if rotation_deg:
@@ -166,7 +168,7 @@ class _Batches(keras.utils.PyDataset):
     def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int, **kwargs: Any):
         super().__init__(**kwargs)
         if n == 0:
-            raise DataError("no images to feed: the split is empty")
+            raise DataError("nothing to feed: the split is empty")
         self.n = n
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -213,7 +215,9 @@ class ImageBatches(_Batches):
     ):
         super().__init__(len(images), batch_size, shuffle, seed, **kwargs)
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-            raise DataError(f"expected uint8 images (n, S, S, 3), got {images.dtype} {images.shape}")
+            raise DataError(
+                f"expected uint8 images (n, S, S, 3), got {images.dtype} {images.shape}"
+            )
         if len(labels) != len(images):
             raise DataError(f"{len(images)} images but {len(labels)} labels")
         self.images = images
@@ -317,8 +321,10 @@ def fit_classifier(
     if monitor not in allowed:
         raise ConfigError(f"monitor: {monitor!r} is not one of {', '.join(allowed)}")
     metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy"), MalignantAUC(name="auc")]
-    loss = None if isinstance(model, Distiller) else keras.losses.SparseCategoricalCrossentropy(
-        from_logits=True
+    loss = (
+        None
+        if isinstance(model, Distiller)
+        else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     # patience = epochs: never stops early; only keeps and, at the end, restores the best.

@@ -31,8 +31,13 @@ from skinkd.train import (
 )
 
 PROJECT = Path(__file__).resolve().parents[1]
-AUGMENT = {"rotation": 20, "height_shift": 0.1, "width_shift": 0.1, "shear": 0.1,
-           "horizontal_flip": True}
+AUGMENT = {
+    "rotation": 20,
+    "height_shift": 0.1,
+    "width_shift": 0.1,
+    "shear": 0.1,
+    "horizontal_flip": True,
+}
 
 # Fixed logits of moderate size: the reference below uses plain exp / sum, no tricks.
 LABELS = np.array([0, 1, 1, 0, 1])
@@ -106,8 +111,9 @@ def test_distiller_loss_reads_packed_targets_and_metrics_see_hard_labels():
     assert float(loss) == pytest.approx(
         reference_loss(labels, logits, teacher.astype(np.float64), 2.0, 0.3), rel=1e-5
     )
-    results = distiller.evaluate(images, pack_targets(labels, teacher), verbose=0,
-                                 return_dict=True)
+    results = distiller.evaluate(
+        images, pack_targets(labels, teacher), verbose=0, return_dict=True
+    )
     assert results["accuracy"] == pytest.approx(np.mean(logits.argmax(1) == labels))
 
 
@@ -190,8 +196,10 @@ def test_augmenter_with_zero_ranges_is_identity():
 
 
 def test_feature_batches_yield_float32_dicts_named_after_backbones():
-    features = {"tiny_cnn": np.ones((5, 2, 2, 3), np.float16),
-                "tiny_vit": np.arange(20, dtype=np.float16).reshape(5, 4)}
+    features = {
+        "tiny_cnn": np.ones((5, 2, 2, 3), np.float16),
+        "tiny_vit": np.arange(20, dtype=np.float16).reshape(5, 4),
+    }
     batches = FeatureBatches(features, np.array([0, 1, 1, 0, 1]), batch_size=3)
     x, y = batches[1]
     assert set(x) == {"tiny_cnn", "tiny_vit"}
@@ -203,10 +211,14 @@ def test_feature_batches_yield_float32_dicts_named_after_backbones():
 
 
 def test_make_optimizer_names_and_learning_rate():
-    for name, cls in [("adam", keras.optimizers.Adam), ("nadam", keras.optimizers.Nadam),
-                      ("rmsprop", keras.optimizers.RMSprop), ("adafactor", Adafactor)]:
+    for name, cls in [
+        ("adam", keras.optimizers.Adam),
+        ("nadam", keras.optimizers.Nadam),
+        ("rmsprop", keras.optimizers.RMSprop),
+        ("adafactor", Adafactor),
+    ]:
         optimizer = make_optimizer(name, 0.002)
-        assert type(optimizer) is cls
+        assert isinstance(optimizer, cls)
         assert float(optimizer.learning_rate) == pytest.approx(0.002)
     with pytest.raises(ConfigError, match="'sgd' is not one of"):
         make_optimizer("sgd", 0.1)
@@ -230,13 +242,15 @@ def test_adafactor_equals_keras_adafactor_on_ordinary_gradients():
     stock = keras.Variable(np.ones((3, 4), np.float32))
     Adafactor(learning_rate=0.01).apply_gradients([(gradient, ours)])
     keras.optimizers.Adafactor(learning_rate=0.01).apply_gradients([(gradient, stock)])
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(ours),
-                                  keras.ops.convert_to_numpy(stock))
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(ours), keras.ops.convert_to_numpy(stock)
+    )
 
 
-def test_fit_restores_and_saves_the_best_validation_epoch(tmp_path):
+@pytest.mark.parametrize("monitor", ["val_loss", "val_auc"])
+def test_fit_restores_and_saves_the_best_validation_epoch(tmp_path, monitor):
     # Validation labels are the training labels flipped: the better the fit to the training
-    # split, the worse the validation loss, so the first epoch is best and the last worst.
+    # split, the worse the validation loss and AUC: an early epoch is best, the last worst.
     rng = np.random.default_rng(0)
     features = rng.normal(size=(64, 4)).astype(np.float32)
     labels = (features[:, 0] > 0).astype(int)
@@ -246,33 +260,57 @@ def test_fit_restores_and_saves_the_best_validation_epoch(tmp_path):
     train = FeatureBatches({"features": features}, labels, batch_size=16, shuffle=True)
     val = FeatureBatches({"features": features}, 1 - labels, batch_size=16)
 
-    saved = fit_classifier(model, train, val, make_optimizer("adafactor", 0.05), 6,
-                           tmp_path / "head.keras", tmp_path / "history.csv")
+    saved = fit_classifier(
+        model,
+        train,
+        val,
+        make_optimizer("adafactor", 0.05),
+        6,
+        tmp_path / "head.keras",
+        tmp_path / "history.csv",
+        monitor,
+    )
 
     history = pd.read_csv(tmp_path / "history.csv")
-    print(history)
-    assert list(history.columns) == ["epoch", "loss", "accuracy", "auc", "val_loss",
-                                     "val_accuracy", "val_auc", "best"]
+    assert list(history.columns) == [
+        "epoch",
+        "loss",
+        "accuracy",
+        "auc",
+        "val_loss",
+        "val_accuracy",
+        "val_auc",
+        "best",
+    ]
     assert list(history["epoch"]) == [1, 2, 3, 4, 5, 6]
-    best = history["val_loss"].idxmin()
-    assert history["val_loss"].iloc[-1] > history["val_loss"].min() + 0.1
+    best = history["val_loss"].idxmin() if monitor == "val_loss" else history["val_auc"].idxmax()
+    assert history["val_loss"].iloc[-1] > history["val_loss"].iloc[best] + 0.1
     assert list(history["best"]) == [i == best for i in range(6)]
     # Saved uncompiled: loading needs neither skinkd's Adafactor nor its metric classes.
     loaded = keras.saving.load_model(tmp_path / "head.keras")
     assert not loaded.compiled
     logits = keras.ops.convert_to_numpy(loaded({"features": features})).astype(np.float64)
     val_ce = -np.log(softmax(logits)[np.arange(64), 1 - labels]).mean()
-    assert val_ce == pytest.approx(history["val_loss"].min(), rel=1e-5)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(saved({"features": features})),
-                               logits, rtol=1e-6)
+    assert val_ce == pytest.approx(history["val_loss"].iloc[best], rel=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(saved({"features": features})), logits, rtol=1e-6
+    )
 
 
 def test_fit_rejects_an_unknown_monitor(tmp_path):
     model = build_student(32)
     batches = ImageBatches(lesion_images(4), np.zeros(4, int), batch_size=4)
     with pytest.raises(ConfigError, match="'val_acc' is not one of"):
-        fit_classifier(model, batches, batches, keras.optimizers.Adam(), 1,
-                       tmp_path / "m.keras", tmp_path / "h.csv", monitor="val_acc")
+        fit_classifier(
+            model,
+            batches,
+            batches,
+            keras.optimizers.Adam(),
+            1,
+            tmp_path / "m.keras",
+            tmp_path / "h.csv",
+            monitor="val_acc",
+        )
 
 
 def test_two_seeded_student_runs_give_the_same_history_and_save_the_student(tmp_path):
@@ -282,10 +320,20 @@ def test_two_seeded_student_runs_give_the_same_history_and_save_the_student(tmp_
 
     def run(folder: str) -> keras.Model:
         return train_student(
-            images[:32], labels[:32], teacher[:32], images[32:], labels[32:], teacher[32:],
+            images[:32],
+            labels[:32],
+            teacher[:32],
+            images[32:],
+            labels[32:],
+            teacher[32:],
             out_model=tmp_path / folder / "student.keras",
             out_history=tmp_path / folder / "history.csv",
-            batch_size=16, epochs=2, temperature=2.0, alpha=0.5, augment=AUGMENT, seed=5,
+            batch_size=16,
+            epochs=2,
+            temperature=2.0,
+            alpha=0.5,
+            augment=AUGMENT,
+            seed=5,
         )
 
     first, second = run("a"), run("b")
@@ -298,14 +346,14 @@ def test_two_seeded_student_runs_give_the_same_history_and_save_the_student(tmp_
     assert loaded.input_shape == (None, 32, 32, 3)
     assert all(np.isfinite(w).all() for w in loaded.get_weights())
     val = rescale(images[32:])
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(val)),
-                               keras.ops.convert_to_numpy(first(val)), rtol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(loaded(val)), keras.ops.convert_to_numpy(first(val)), rtol=1e-6
+    )
 
 
 # One training step of the Distiller on fixed inputs from fixed initial weights; prints the
 # losses as JSON.
-BACKEND_STEP = textwrap.dedent(
-    """
+BACKEND_STEP = textwrap.dedent("""
     import json, sys
     import keras
     import numpy as np
@@ -329,8 +377,7 @@ BACKEND_STEP = textwrap.dedent(
     step = float(distiller.train_on_batch(images, targets))
     print(json.dumps({"backend": keras.backend.backend(), "before": before, "step": step,
                       "after": loss()}))
-    """
-)
+    """)
 
 
 def test_distillation_step_on_torch_matches_tensorflow(tmp_path):
@@ -342,8 +389,11 @@ def test_distillation_step_on_torch_matches_tensorflow(tmp_path):
     # Both backends at once: each subprocess spends most of its time importing.
     runs = {
         backend: subprocess.Popen(
-            [sys.executable, str(script), str(weights)], cwd=PROJECT, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [sys.executable, str(script), str(weights)],
+            cwd=PROJECT,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             env=dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3"),
         )
         for backend in ("tensorflow", "torch")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
@@ -61,17 +62,28 @@ def planned_jobs(workdir: Path, *args: str) -> Counter:
     return counts
 
 
-def test_default_config_plans_the_whole_slice(tmp_path):
+DATA_JOBS = Counter(
+    synthesize=1, manifest=1, split=1, leakage=1, preprocess_shard=4, preprocess_figure=1
+)
+STUDENT_JOBS = Counter(
+    student_train=1,
+    export_tflite=1,
+    evaluate=4,
+    metrics_table=1,
+    model_card=1,
+    training_curves=1,
+)
+
+
+def test_default_config_plans_the_whole_workflow(tmp_path):
+    # The default trains its tiny teacher end to end: no feature cache.
     jobs = planned_jobs(tmp_path)
-    assert jobs == Counter(
-        synthesize=1,
-        manifest=1,
-        split=1,
-        leakage=1,
-        preprocess_shard=4,
-        preprocess_figure=1,
-        all=1,
-    )
+    assert jobs == DATA_JOBS + STUDENT_JOBS + Counter(teacher_train=1, soft_labels=1, all=1)
+
+
+def test_frozen_backbones_add_the_feature_cache(tmp_path):
+    jobs = planned_jobs(tmp_path, *config_files(tmp_path, teacher={"trainable_backbones": False}))
+    assert jobs["teacher_features"] == 1 and jobs["teacher_train"] == 1
 
 
 def test_shard_count_follows_config(tmp_path):
@@ -185,9 +197,19 @@ def test_changing_a_stage_parameter_reruns_only_the_preprocessing(tiny_run):
     assert jobs == Counter(preprocess_shard=2, preprocess_figure=1, all=1)
 
 
-def test_changing_the_split_seed_reruns_only_split_and_leakage(tiny_run):
+def test_changing_the_split_seed_reruns_the_split_and_everything_after_it(tiny_run):
     jobs = planned_jobs(tiny_run, *config_files(tiny_run, TEST_PRESET, split={"seed": 1}))
-    assert jobs == Counter(split=1, leakage=1, all=1)
+    assert jobs["split"] == 1 and jobs["leakage"] == 1
+    assert "manifest" not in jobs and "preprocess_shard" not in jobs
+
+
+@pytest.mark.parametrize(
+    "student",
+    [{"temperature": 4}, {"alpha": 1.0}, {"optimizer": "adam", "epochs": 3}],
+)
+def test_changing_student_settings_reuses_soft_labels_and_preprocessing(tiny_run, student):
+    jobs = planned_jobs(tiny_run, *config_files(tiny_run, TEST_PRESET, student=student))
+    assert jobs == STUDENT_JOBS - Counter(evaluate=1) + Counter(all=1)
 
 
 def make_folder_dataset(root: Path, n: int = 12) -> None:
@@ -255,3 +277,72 @@ def test_snakefmt_formatting_holds():
         [snakefmt, "--check", *map(str, files)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_tiny_run_evaluates_every_model_and_writes_the_model_card(tiny_run):
+    from skinkd.export import read_model_card
+
+    results = tiny_run / "results/test"
+    metrics = pd.read_csv(results / "eval/metrics.csv")
+    assert list(metrics["model"]) == ["teacher", "student", "student_fp16", "student_int8"]
+    for metric in ("accuracy", "mcc", "roc_auc", "sensitivity", "specificity"):
+        assert (metrics[f"{metric}_low"] <= metrics[metric] + 1e-9).all()
+        assert (metrics[metric] <= metrics[f"{metric}_high"] + 1e-9).all()
+    soft = np.load(results / "teacher/soft_labels.npz")
+    splits = pd.read_csv(results / "data/splits.csv", dtype={"image_id": str})
+    assert sorted(soft["image_ids"]) == sorted(splits["image_id"])
+    card = read_model_card(results / "export/model_card.json")
+    assert card["image_size"] == 48
+    assert Preprocessing.from_dict(card["preprocessing"]) == Preprocessing(image_size=48)
+    for name in ("tflite_fp16", "tflite_int8"):
+        path = results / "export" / card["files"][name]["path"]
+        assert card["files"][name]["bytes"] == path.stat().st_size
+    sizes = pd.read_csv(results / "export/model_sizes.csv").set_index("model")
+    assert sizes.loc["student_int8", "bytes"] < sizes.loc["student_fp16", "bytes"]
+
+
+REPORT_CATEGORIES = ("Data", "Preprocessing", "Teacher", "Student", "Quantisation", "Evaluation")
+# Opening each embedded figure in the browser: resolves to its pixel width, 0 if broken.
+_IMAGE_WIDTH_JS = """async (url) => {
+    const img = new Image();
+    const done = new Promise((ok) => { img.onload = () => ok(img.naturalWidth);
+                                       img.onerror = () => ok(0); });
+    img.src = url;
+    return await done;
+}"""
+
+
+def test_report_opens_in_chromium_with_figures_and_metrics(tiny_run, tmp_path):
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it): report test skipped")
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    report = tmp_path / "report.html"
+    snakemake(tiny_run, "--configfile", TEST_PRESET, "--report", str(report))
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+    figures, tables = {}, {}
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=args)
+        page = browser.new_page()
+        page.goto(report.as_uri())
+        page.wait_for_selector("text=Results")
+        for category in REPORT_CATEGORIES:
+            page.get_by_text(category, exact=True).first.click()
+            links = page.eval_on_selector_all(
+                "a[download]", "els => els.map(e => [e.download, e.href])"
+            )
+            for name, href in links:
+                if href.startswith("data:image/png"):
+                    figures[name] = page.evaluate(_IMAGE_WIDTH_JS, href)
+                elif name.endswith(".csv"):
+                    tables[name] = href
+            page.get_by_text("Results", exact=True).first.click()
+        browser.close()
+    expected = {"preprocess_stages.png", "teacher_training.png", "student_training.png",
+                "confusion_matrices.png", "roc.png"}  # fmt: skip
+    assert expected <= set(figures)
+    assert all(width > 100 for width in figures.values()), figures
+    metrics = base64.b64decode(tables["metrics.csv"].split("base64,")[1]).decode()
+    assert metrics.startswith("model,n,threshold,accuracy")
+    assert {"leakage.csv", "paper_comparison.csv", "model_sizes.csv"} <= set(tables)

@@ -9,6 +9,8 @@ os.environ.update(
         p for p in (workflow.basedir, os.environ.get("PYTHONPATH", "")) if p
     )
 )
+# TensorFlow's C++ start-up chatter (CUDA probing on CPU machines) would drown the rule logs.
+os.environ.update(TF_CPP_MIN_LOG_LEVEL="2")
 sys.path.insert(0, workflow.basedir)
 
 from skinkd.config import check_config, check_schema, config_hash

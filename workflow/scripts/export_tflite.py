@@ -7,12 +7,12 @@ os.environ["KERAS_BACKEND"] = "tensorflow"
 
 from pathlib import Path  # noqa: E402
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from skinkd.cache import load_split  # noqa: E402
 from skinkd.export import export_tflite  # noqa: E402
 from skinkd.manifest import read_manifest  # noqa: E402
+from skinkd.models import load_model  # noqa: E402
 from skinkd.workflow import run_rule  # noqa: E402
 
 
@@ -24,7 +24,7 @@ def main() -> None:
     count = min(snakemake.params.representative_images, len(images))
     representative = images[np.sort(rng.choice(len(images), count, replace=False))]
     export_tflite(
-        keras.models.load_model(snakemake.input.model),
+        load_model(snakemake.input.model),
         Path(snakemake.output.fp16),
         Path(snakemake.output.int8),
         representative,
