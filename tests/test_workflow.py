@@ -106,6 +106,16 @@ def test_kaggle_preset_plans_without_synthesis(tmp_path):
     assert "synthesize" not in jobs and jobs["split"] == 1
 
 
+def test_paper_preset_plans_the_cached_paper_teacher(tmp_path):
+    root = require_shared("ham10000")
+    presets = [str(PROJECT / "config/ham10000.yaml"), str(PROJECT / "config/paper.yaml")]
+    root_file = tmp_path / "root.yaml"
+    root_file.write_text(yaml.safe_dump({"dataset": {"root": str(root)}}))
+    jobs = planned_jobs(tmp_path, "--configfile", *presets, str(root_file))
+    assert jobs["teacher_features"] == 1 and jobs["student_train"] == 1
+    assert jobs["preprocess_shard"] == 8
+
+
 @pytest.mark.parametrize(
     ("override", "key", "allowed"),
     [
