@@ -190,7 +190,8 @@ def test_tiny_run_draws_the_stage_figure(tiny_run):
 
 
 def test_rerun_gives_byte_identical_split_and_manifest(tiny_run, tmp_path):
-    snakemake(tmp_path, "--cores", "2", "--configfile", TEST_PRESET)
+    data = [f"results/test/data/{name}" for name in ("splits.csv", "leakage.csv")]
+    snakemake(tmp_path, *data, "--cores", "2", "--configfile", TEST_PRESET)
     for name in ("manifest.csv", "splits.csv", "leakage.csv"):
         a = (tiny_run / "results/test/data" / name).read_bytes()
         b = (tmp_path / "results/test/data" / name).read_bytes()
@@ -201,10 +202,12 @@ def test_finished_run_has_nothing_to_do(tiny_run):
     assert planned_jobs(tiny_run, "--configfile", TEST_PRESET) == Counter()
 
 
-def test_changing_a_stage_parameter_reruns_only_the_preprocessing(tiny_run):
+def test_changing_a_stage_parameter_reruns_the_cache_but_not_the_data_jobs(tiny_run):
     change = {"unsharp": {"amount": 0.5}}
     jobs = planned_jobs(tiny_run, *config_files(tiny_run, TEST_PRESET, preprocess=change))
-    assert jobs == Counter(preprocess_shard=2, preprocess_figure=1, all=1)
+    assert jobs["preprocess_shard"] == 2 and jobs["preprocess_figure"] == 1
+    assert jobs["teacher_features"] == 1 and jobs["student_train"] == 1
+    assert not {"synthesize", "manifest", "split", "leakage"} & set(jobs)
 
 
 def test_changing_the_split_seed_reruns_the_split_and_everything_after_it(tiny_run):
@@ -312,14 +315,29 @@ def test_tiny_run_evaluates_every_model_and_writes_the_model_card(tiny_run):
 
 
 REPORT_CATEGORIES = ("Data", "Preprocessing", "Teacher", "Student", "Quantisation", "Evaluation")
-# Opening each embedded figure in the browser: resolves to its pixel width, 0 if broken.
-_IMAGE_WIDTH_JS = """async (url) => {
-    const img = new Image();
-    const done = new Promise((ok) => { img.onload = () => ok(img.naturalWidth);
-                                       img.onerror = () => ok(0); });
-    img.src = url;
-    return await done;
-}"""
+
+
+def report_contents(page, category: str) -> tuple[dict[str, int], dict[str, str]]:
+    """Open a report category; show each figure in turn (width in pixels as the browser
+    decoded it) and collect each table's embedded CSV."""
+    figures, tables = {}, {}
+    page.get_by_text(category, exact=True).first.click()
+    page.wait_for_selector("tbody tr")
+    for i in range(page.locator("tbody tr").count()):
+        row = page.locator("tbody tr").nth(i)
+        eye = row.locator("a[iconname=eye]")
+        href = eye.get_attribute("href")
+        if href.startswith("data:text/csv"):
+            tables[eye.get_attribute("download")] = href
+            continue
+        eye.click()
+        image = page.wait_for_selector("img[src^='data:image/png']")
+        name = re.search(r"filename=([^;]+)", image.get_attribute("src")).group(1)
+        figures[name] = page.evaluate("(img) => img.naturalWidth", image)
+        page.get_by_text(category, exact=True).first.click()
+        page.wait_for_selector("tbody tr")
+    page.get_by_text("Results", exact=True).first.click()
+    return figures, tables
 
 
 def test_report_opens_in_chromium_with_figures_and_metrics(tiny_run, tmp_path):
@@ -338,21 +356,17 @@ def test_report_opens_in_chromium_with_figures_and_metrics(tiny_run, tmp_path):
         page.goto(report.as_uri())
         page.wait_for_selector("text=Results")
         for category in REPORT_CATEGORIES:
-            page.get_by_text(category, exact=True).first.click()
-            links = page.eval_on_selector_all(
-                "a[download]", "els => els.map(e => [e.download, e.href])"
-            )
-            for name, href in links:
-                if href.startswith("data:image/png"):
-                    figures[name] = page.evaluate(_IMAGE_WIDTH_JS, href)
-                elif name.endswith(".csv"):
-                    tables[name] = href
-            page.get_by_text("Results", exact=True).first.click()
+            category_figures, category_tables = report_contents(page, category)
+            figures.update(category_figures)
+            tables.update(category_tables)
         browser.close()
     expected = {"preprocess_stages.png", "teacher_training.png", "student_training.png",
                 "confusion_matrices.png", "roc.png"}  # fmt: skip
-    assert expected <= set(figures)
+    assert set(figures) == expected
     assert all(width > 100 for width in figures.values()), figures
+    assert set(tables) == {"leakage.csv", "model_sizes.csv", "metrics.csv", "paper_comparison.csv"}
     metrics = base64.b64decode(tables["metrics.csv"].split("base64,")[1]).decode()
     assert metrics.startswith("model,n,threshold,accuracy")
-    assert {"leakage.csv", "paper_comparison.csv", "model_sizes.csv"} <= set(tables)
+    assert [line.split(",")[0] for line in metrics.splitlines()[1:]] == [
+        "teacher", "student", "student_fp16", "student_int8"
+    ]  # fmt: skip
