@@ -63,7 +63,7 @@ from skinkd.synthetic import render_lesion  # noqa: E402
 from skinkd.train import (  # noqa: E402
     FeatureBatches,
     ImageBatches,
-    build_augmenter,
+    augmenter_from_config,
     fit_classifier,
     make_optimizer,
 )
@@ -163,14 +163,7 @@ def main() -> None:
         start = time.perf_counter()
         val_x = extract_features(models, val_images, args.batch_size)
         val_extract_s = time.perf_counter() - start
-        augmenter = build_augmenter(
-            rotation_deg=augment["rotation"],
-            height_shift=augment["height_shift"],
-            width_shift=augment["width_shift"],
-            shear=augment["shear"],
-            horizontal_flip=augment["horizontal_flip"],
-            seed=SEED + 1,
-        )
+        augmenter = augmenter_from_config(augment, SEED + 1)
         start = time.perf_counter()
         extract_features(models, train_images, args.batch_size, augmenter=augmenter)
         view_s = time.perf_counter() - start

@@ -46,19 +46,6 @@ def resolve_teacher(teacher: Mapping[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def _augmenter(augment: Mapping[str, Any], seed: int):
-    from skinkd.train import build_augmenter
-
-    return build_augmenter(
-        rotation_deg=augment["rotation"],
-        height_shift=augment["height_shift"],
-        width_shift=augment["width_shift"],
-        shear=augment["shear"],
-        horizontal_flip=augment["horizontal_flip"],
-        seed=seed,
-    )
-
-
 def cache_features(
     shard_paths: Sequence[str | os.PathLike],
     splits: pd.DataFrame,
@@ -76,6 +63,7 @@ def cache_features(
     import keras
 
     from skinkd.models import build_backbone, extract_features
+    from skinkd.train import augmenter_from_config
 
     keras.utils.set_random_seed(seed)
     backbones = {
@@ -93,7 +81,7 @@ def cache_features(
         log.info("%s: %d images", split, len(ids))
         if split == "train":
             for view in range(1, teacher["augmented_views"] + 1):
-                augmenter = _augmenter(augment, seed + view)
+                augmenter = augmenter_from_config(augment, seed + view)
                 views = extract_features(backbones, images, batch, augmenter=augmenter)
                 for name, features in views.items():
                     arrays[f"train_view{view}/{name}"] = features
@@ -173,7 +161,7 @@ def train_teacher_end_to_end(
     import keras
 
     from skinkd.models import build_teacher
-    from skinkd.train import ImageBatches, fit_classifier, make_optimizer
+    from skinkd.train import ImageBatches, augmenter_from_config, fit_classifier, make_optimizer
 
     keras.utils.set_random_seed(seed)
     model = build_teacher(
@@ -189,7 +177,7 @@ def train_teacher_end_to_end(
             train_images,
             train_labels,
             batch,
-            augmenter=_augmenter(augment, seed),
+            augmenter=augmenter_from_config(augment, seed),
             shuffle=True,
             seed=seed,
         ),

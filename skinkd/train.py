@@ -162,6 +162,18 @@ def build_augmenter(
     return keras.Sequential(augmentations or [keras.layers.Identity()], name="augmenter")
 
 
+def augmenter_from_config(augment: Mapping[str, Any], seed: int) -> keras.layers.Layer:
+    """``build_augmenter`` from the config's ``augment`` section."""
+    return build_augmenter(
+        rotation_deg=augment["rotation"],
+        height_shift=augment["height_shift"],
+        width_shift=augment["width_shift"],
+        shear=augment["shear"],
+        horizontal_flip=augment["horizontal_flip"],
+        seed=seed,
+    )
+
+
 class _Batches(keras.utils.PyDataset):
     """Batch order over n items: fixed, or a new seeded permutation every epoch."""
 
@@ -371,16 +383,7 @@ def train_student(
     ``student`` section, ``augment`` is the config's ``augment`` section (None: no
     augmentation). Seeded: two runs on one machine give identical histories."""
     keras.utils.set_random_seed(seed)
-    augmenter = None
-    if augment is not None:
-        augmenter = build_augmenter(
-            rotation_deg=augment["rotation"],
-            height_shift=augment["height_shift"],
-            width_shift=augment["width_shift"],
-            shear=augment["shear"],
-            horizontal_flip=augment["horizontal_flip"],
-            seed=seed,
-        )
+    augmenter = None if augment is None else augmenter_from_config(augment, seed)
     train = ImageBatches(
         train_images,
         train_labels,
