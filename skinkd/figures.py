@@ -135,3 +135,33 @@ def training_curves_figure(histories: Mapping[str, pd.DataFrame], out: str | os.
         ax.legend(fontsize=8)
     fig.tight_layout()
     _save(fig, out)
+
+
+def ablation_figure(table: pd.DataFrame, out: str | os.PathLike) -> None:
+    """Mean test ROC AUC per cell with the seed spread, one panel per factor."""
+    baseline = table.loc[table["factor"] == "baseline", "roc_auc_mean"]
+    factors = [f for f in dict.fromkeys(table["factor"]) if f != "baseline"]
+    if not factors:
+        raise ValueError("the ablation table has no factor besides the baseline")
+    cols = min(4, len(factors))
+    rows = -(-len(factors) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
+    for ax, factor in zip(axes.ravel(), factors):
+        part = table[table["factor"] == factor]
+        ax.bar(
+            part["value"].astype(str),
+            part["roc_auc_mean"],
+            yerr=part["roc_auc_std"].fillna(0),
+            color="#4c72b0",
+            capsize=3,
+        )
+        if len(baseline):
+            ax.axhline(baseline.iloc[0], color="black", linestyle="--", linewidth=1)
+        ax.set_title(factor, fontsize=9)
+        ax.set_ylim(0, 1)
+        ax.tick_params(axis="x", labelsize=7, rotation=30)
+    for ax in axes.ravel()[len(factors) :]:
+        ax.axis("off")
+    axes[0][0].set_ylabel("test ROC AUC")
+    fig.tight_layout()
+    _save(fig, out)

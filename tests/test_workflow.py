@@ -50,9 +50,9 @@ def config_files(workdir: Path, preset: str | None = None, **overrides) -> list[
     return ["--configfile", *files] if files else []
 
 
-def planned_jobs(workdir: Path, *args: str) -> Counter:
-    """Rule name -> job count from a dry run."""
-    out = snakemake(workdir, "-n", "--quiet", "rules", *args)
+def planned_jobs(workdir: Path, *args: str, target: str | None = None) -> Counter:
+    """Rule name -> job count from a dry run (of ``target``, default all)."""
+    out = snakemake(workdir, *([target] if target else []), "-n", "--quiet", "rules", *args)
     text = out.stdout + out.stderr
     table = text[text.index("job ") :] if "job " in text else ""
     counts = Counter()
@@ -370,3 +370,25 @@ def test_report_opens_in_chromium_with_figures_and_metrics(tiny_run, tmp_path):
     assert [line.split(",")[0] for line in metrics.splitlines()[1:]] == [
         "teacher", "student", "student_fp16", "student_int8"
     ]  # fmt: skip
+
+
+def test_ablation_grid_reuses_the_cache_and_soft_labels(tiny_run):
+    jobs = planned_jobs(tiny_run, "--configfile", TEST_PRESET, target="ablation")
+    # baseline, optimizer-adam, preprocessing-none: one job per cell and seed; only the
+    # variant's own cache is new, nothing upstream reruns.
+    assert jobs == Counter(
+        ablation_cell=3, ablation_preprocess_shard=2, ablation_table=1, ablation=1
+    )
+
+
+def test_ablation_grid_runs_and_tabulates(tiny_run):
+    snakemake(tiny_run, "ablation", "--cores", "2", "--configfile", TEST_PRESET)
+    table = pd.read_csv(tiny_run / "results/test/ablation/ablation.csv").set_index("cell")
+    assert list(table.index) == ["baseline", "optimizer-adam", "preprocessing-none"]
+    assert (table["seeds"] == 1).all()
+    assert table["roc_auc_mean"].between(0, 1).all()
+    assert table.loc["optimizer-adam", "paper_ham10000_accuracy"] == 0.7414
+    variant = np.load(tiny_run / "results/test/ablation/preprocessed/none/shard_0.npz")
+    main = np.load(tiny_run / "results/test/preprocessed/shard_0.npz")
+    assert list(variant["image_ids"]) == list(main["image_ids"])
+    assert not np.array_equal(variant["images"], main["images"])

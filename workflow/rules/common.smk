@@ -1,4 +1,5 @@
 import os
+import re
 import sys
 
 from snakemake.utils import validate
@@ -13,6 +14,7 @@ os.environ.update(
 os.environ.update(TF_CPP_MIN_LOG_LEVEL="2")
 sys.path.insert(0, workflow.basedir)
 
+from skinkd.ablation import ablation_cells, preprocessing_variant
 from skinkd.config import check_config, check_schema, config_hash
 from skinkd.teacher import resolve_teacher
 from skinkd.preprocess import Preprocessing
@@ -31,6 +33,15 @@ ENV_TRAIN = "../../envs/train.yaml"
 STUDENT_MODELS = ["student", "student_fp16", "student_int8"]
 EVAL_MODELS = ["teacher", *STUDENT_MODELS]
 SPLITS_CSV = f"{RESULTS}/data/splits.csv"
+ABLATION_CELLS = ablation_cells(
+    config["student"],
+    config["ablation"]["factors"],
+    config["ablation"]["preprocessing"],
+    config["ablation"]["epoch_scale"],
+)
+ABLATION_VARIANTS = sorted(
+    {cell["preprocessing"] for cell in ABLATION_CELLS.values()} - {"all"}
+)
 
 
 def dataset_root():
@@ -101,6 +112,22 @@ def evaluate_inputs(wildcards):
         inputs["model"] = f"{RESULTS}/export/{model}.tflite"
         inputs["reference"] = f"{RESULTS}/eval/student_predictions.csv"
     return inputs
+
+
+def variant_preprocess_params(variant):
+    """Stage parameters of one ablation preprocessing variant (stages switched off)."""
+    section = preprocessing_variant(config["preprocess"], variant)
+    return Preprocessing.from_config(section, config["image_size"]).to_dict()
+
+
+def ablation_cell_shards(wildcards):
+    """The main cache, or the cache of the cell's preprocessing variant."""
+    variant = ABLATION_CELLS[wildcards.cell]["preprocessing"]
+    if variant == "all":
+        return shard_files()
+    return expand(
+        f"{RESULTS}/ablation/preprocessed/{variant}/shard_{{shard}}.npz", shard=SHARDS
+    )
 
 
 def all_targets():

@@ -1,0 +1,93 @@
+"""The ablation grid: cells, preprocessing variants, subsampling and the summary table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from skinkd.ablation import (
+    BASELINE,
+    ablation_cells,
+    preprocessing_variant,
+    subsample_indices,
+    summarise,
+)
+from skinkd.paper import with_paper_ablation
+from skinkd.preprocess import Preprocessing
+
+CHOSEN = {"optimizer": "adafactor", "learning_rate": 0.002, "batch_size": 64, "epochs": 70,
+          "temperature": 1, "alpha": 0.5, "feature_conversion": "gmp"}  # fmt: skip
+SPEC_FACTORS = {
+    "optimizer": ["adam", "adafactor", "nadam", "rmsprop"],
+    "batch_size": [16, 32, 64],
+    "learning_rate": [0.1, 0.01, 0.001, 0.002],
+    "temperature": [1, 2, 5, 10],
+    "alpha": [0.3, 0.5],
+    "feature_conversion": ["flatten", "gap", "gmp"],
+    "epochs": [30, 50, 70, 100],
+}
+
+
+def test_spec_grid_varies_one_factor_at_a_time_around_the_chosen_configuration():
+    cells = ablation_cells(CHOSEN, SPEC_FACTORS, ["all", "none"])
+    # 24 values in all, 7 of them the chosen ones (one shared baseline), plus one variant.
+    assert len(cells) == 24 - 7 + 1 + 1
+    assert cells[BASELINE]["student"] == CHOSEN
+    for cell_id, cell in cells.items():
+        if cell["factor"] in SPEC_FACTORS:
+            differing = {k for k in CHOSEN if cell["student"][k] != CHOSEN[k]}
+            assert differing == {cell["factor"]}, cell_id
+    assert cells["temperature-10"]["student"]["temperature"] == 10
+    assert cells["preprocessing-none"]["student"] == CHOSEN
+
+
+def test_epoch_scale_shrinks_every_epoch_count():
+    cells = ablation_cells(CHOSEN, {"epochs": [30, 100]}, [], epoch_scale=0.1)
+    assert cells[BASELINE]["student"]["epochs"] == 7
+    assert cells["epochs-30"]["student"]["epochs"] == 3
+    assert cells["epochs-100"]["student"]["epochs"] == 10
+
+
+@pytest.mark.parametrize(
+    ("variant", "enabled"),
+    [
+        ("all", {"closing", "bilateral", "highlight", "unsharp"}),
+        ("none", set()),
+        ("no_bilateral", {"closing", "highlight", "unsharp"}),
+    ],
+)
+def test_preprocessing_variants_switch_stages_off(variant, enabled):
+    section = preprocessing_variant({"closing": {"kernel_size": 7}}, variant)
+    params = Preprocessing.from_config(section, 64)
+    on = {s for s in ("closing", "bilateral", "highlight", "unsharp") if getattr(params, s).enabled}
+    assert on == enabled
+    assert params.closing.kernel_size == 7
+
+
+def test_subsample_is_stratified_seeded_and_bounded():
+    labels = np.array([0] * 700 + [1] * 300)
+    keep = subsample_indices(labels, 100, seed=3)
+    assert len(keep) == 100 and labels[keep].sum() == 30
+    np.testing.assert_array_equal(keep, subsample_indices(labels, 100, seed=3))
+    assert not np.array_equal(keep, subsample_indices(labels, 100, seed=4))
+    assert len(subsample_indices(labels, None, seed=0)) == 1000
+
+
+def test_summary_gives_mean_and_spread_over_seeds_beside_the_paper():
+    def result(cell, factor, value, seed, auc):
+        test = {"roc_auc": auc, "accuracy": auc - 0.1, "mcc": 0.5, "balanced_accuracy": 0.7}
+        return {"cell": cell, "factor": factor, "value": value, "seed": seed, "test": test,
+                "train_seconds": 10.0}  # fmt: skip
+
+    results = [
+        result(BASELINE, BASELINE, "", 0, 0.80),
+        result(BASELINE, BASELINE, "", 1, 0.90),
+        result("optimizer-adam", "optimizer", "adam", 0, 0.70),
+    ]
+    table = with_paper_ablation(summarise(results)).set_index("cell")
+    assert table.loc[BASELINE, "seeds"] == 2
+    assert table.loc[BASELINE, "roc_auc_mean"] == pytest.approx(0.85)
+    assert table.loc[BASELINE, "roc_auc_std"] == pytest.approx(np.std([0.8, 0.9], ddof=1))
+    assert np.isnan(table.loc["optimizer-adam", "roc_auc_std"])
+    assert table.loc["optimizer-adam", "paper_ham10000_accuracy"] == 0.7414
+    assert table.loc[BASELINE, "paper_kaggle_mcc"] == 0.9787

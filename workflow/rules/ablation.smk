@@ -1,0 +1,87 @@
+rule ablation_preprocess_shard:
+    input:
+        manifest=f"{RESULTS}/data/manifest.csv",
+    output:
+        shard=f"{RESULTS}/ablation/preprocessed/{{variant}}/shard_{{shard}}.npz",
+    log:
+        f"{RESULTS}/logs/ablation/preprocess_{{variant}}_{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/ablation/preprocess_{{variant}}_{{shard}}.tsv"
+    wildcard_constraints:
+        variant="|".join(ABLATION_VARIANTS) or "none",
+        shard=r"\d+",
+    conda:
+        ENV_PREPROCESS
+    threads: 1
+    resources:
+        mem_mb=4000,
+    params:
+        preprocessing=lambda wildcards: variant_preprocess_params(wildcards.variant),
+        shards=len(SHARDS),
+    script:
+        "../scripts/preprocess_shard.py"
+
+
+rule ablation_cell:
+    input:
+        shards=ablation_cell_shards,
+        splits=SPLITS_CSV,
+        soft_labels=f"{RESULTS}/teacher/soft_labels.npz",
+    output:
+        result=f"{RESULTS}/ablation/cells/{{cell}}/seed_{{seed}}.json",
+    log:
+        f"{RESULTS}/logs/ablation/{{cell}}_seed_{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/ablation/{{cell}}_seed_{{seed}}.tsv"
+    wildcard_constraints:
+        cell="|".join(re.escape(c) for c in ABLATION_CELLS),
+        seed=r"\d+",
+    conda:
+        ENV_TRAIN
+    threads: 1
+    resources:
+        mem_mb=6000,
+    params:
+        cell=lambda wildcards: ABLATION_CELLS[wildcards.cell],
+        augment=config["augment"],
+        max_train_images=config["ablation"]["max_train_images"],
+        threshold=config["evaluate"]["threshold"],
+    script:
+        "../scripts/ablation_cell.py"
+
+
+rule ablation_table:
+    input:
+        results=expand(
+            f"{RESULTS}/ablation/cells/{{cell}}/seed_{{seed}}.json",
+            cell=list(ABLATION_CELLS),
+            seed=config["ablation"]["seeds"],
+        ),
+    output:
+        table=report(
+            f"{RESULTS}/ablation/ablation.csv",
+            caption="../report/ablation.rst",
+            category="Ablation",
+            labels={"table": "ablation"},
+        ),
+        figure=report(
+            f"{RESULTS}/figures/ablation.png",
+            caption="../report/ablation_figure.rst",
+            category="Ablation",
+            labels={"figure": "ablation"},
+        ),
+    log:
+        f"{RESULTS}/logs/ablation_table.log",
+    conda:
+        ENV_PREPROCESS
+    threads: 1
+    resources:
+        mem_mb=1000,
+    script:
+        "../scripts/ablation_table.py"
+
+
+rule ablation:
+    input:
+        f"{RESULTS}/ablation/ablation.csv",
+        f"{RESULTS}/figures/ablation.png",

@@ -1,0 +1,26 @@
+"""Rule ablation_cell: one cell of the ablation grid, one seed."""
+
+import json
+
+from skinkd.ablation import run_cell
+from skinkd.atomic import write_text
+from skinkd.manifest import read_manifest
+from skinkd.workflow import run_rule
+
+
+def main() -> None:
+    result = run_cell(
+        snakemake.wildcards.cell,
+        snakemake.params.cell,
+        int(snakemake.wildcards.seed),
+        snakemake.input.shards,
+        read_manifest(snakemake.input.splits),
+        snakemake.input.soft_labels,
+        augment=snakemake.params.augment,
+        max_train_images=snakemake.params.max_train_images,
+        threshold=snakemake.params.threshold,
+    )
+    write_text(json.dumps(result, indent=2, allow_nan=False) + "\n", snakemake.output.result)
+
+
+run_rule(snakemake, main)

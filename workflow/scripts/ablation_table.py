@@ -1,0 +1,20 @@
+"""Rule ablation_table: mean and spread over seeds per cell, beside the paper's Tables 3-4."""
+
+import json
+from pathlib import Path
+
+from skinkd.ablation import summarise
+from skinkd.atomic import write_csv
+from skinkd.figures import ablation_figure
+from skinkd.paper import with_paper_ablation
+from skinkd.workflow import run_rule
+
+
+def main() -> None:
+    results = [json.loads(Path(path).read_text()) for path in snakemake.input.results]
+    table = with_paper_ablation(summarise(results))
+    write_csv(table, snakemake.output.table)
+    ablation_figure(table, snakemake.output.figure)
+
+
+run_rule(snakemake, main)
