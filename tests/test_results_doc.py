@@ -45,8 +45,9 @@ def ablation_table(with_kd, without, spread):
 
 
 def test_distillation_reading_compares_the_gain_with_the_seed_spread():
-    assert "more than the seed spread" in distillation_reading(ablation_table(0.85, 0.80, 0.01))
-    assert "no more than" in distillation_reading(ablation_table(0.81, 0.80, 0.02))
+    assert "helps by more than" in distillation_reading(ablation_table(0.85, 0.80, 0.01))
+    assert "hurts by more than" in distillation_reading(ablation_table(0.80, 0.85, 0.01))
+    assert "within the seed spread" in distillation_reading(ablation_table(0.81, 0.80, 0.02))
     assert distillation_reading(None) is None
 
 
@@ -66,7 +67,7 @@ def test_render_tabulates_runs_reads_the_split_and_lists_missing_runs(tmp_path):
     inflation = leaky["metrics"]["roc_auc"] - auc
     assert f"by {inflation:+.3f} against the lesion-grouped split" in text
     assert "Not run yet: `cmd-c`." in text
-    assert "Distillation changes the student's test AUC by +0.050" in text
+    assert "0.850 with distillation, 0.800 without (+0.050" in text
 
 
 def test_main_writes_the_document(tmp_path):
@@ -76,3 +77,15 @@ def test_main_writes_the_document(tmp_path):
     out = tmp_path / "results.md"
     main(["--runs", str(runs), "--results", str(tmp_path), "--out", str(out)])
     assert out.read_text().startswith("# Results")
+
+
+def test_threshold_reading_flags_a_blind_default_threshold():
+    from skinkd.results_doc import threshold_reading
+
+    labels = np.array([0] * 80 + [1] * 20)
+    blind = np.stack([np.zeros(100), np.where(labels == 1, -0.5, -3.0)], axis=1)
+    evaluation = evaluate_model("student", labels, blind, 0.5, 20, 0)
+    text = threshold_reading(evaluation)
+    assert "finds only 0.0% of malignant lesions (20% of the test images" in text
+    sighted = np.stack([np.zeros(100), np.where(labels == 1, 2.0, -2.0)], axis=1)
+    assert threshold_reading(evaluate_model("student", labels, sighted, 0.5, 20, 0)) is None
