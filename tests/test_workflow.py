@@ -388,6 +388,8 @@ def test_ablation_grid_runs_and_tabulates(tiny_run):
     assert (table["seeds"] == 1).all()
     assert table["roc_auc_mean"].between(0, 1).all()
     assert table.loc["optimizer-adam", "paper_ham10000_accuracy"] == 0.7414
+    figure = cv2.imread(str(tiny_run / "results/test/figures/ablation.png"))
+    assert figure is not None and figure.std() > 10
     variant = np.load(tiny_run / "results/test/ablation/preprocessed/none/shard_0.npz")
     main = np.load(tiny_run / "results/test/preprocessed/shard_0.npz")
     assert list(variant["image_ids"]) == list(main["image_ids"])
