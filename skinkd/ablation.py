@@ -142,28 +142,21 @@ def run_cell(
     from skinkd.cache import load_split
     from skinkd.evaluation import keras_logits
     from skinkd.metrics import classification_metrics, malignant_probability
-    from skinkd.teacher import read_soft_labels
-    from skinkd.train import train_student
+    from skinkd.train import distil_from_cache
 
-    train_images, train_labels, train_ids = load_split(shard_paths, splits, "train")
-    keep = subsample_indices(train_labels, max_train_images, seed)
-    train_images, train_labels, train_ids = train_images[keep], train_labels[keep], train_ids[keep]
-    val_images, val_labels, val_ids = load_split(shard_paths, splits, "val")
     test_images, test_labels, _ = load_split(shard_paths, splits, "test")
     with tempfile.TemporaryDirectory() as scratch:
         start = time.perf_counter()
-        student = train_student(
-            train_images,
-            train_labels,
-            read_soft_labels(soft_labels_path, "train", train_ids),
-            val_images,
-            val_labels,
-            read_soft_labels(soft_labels_path, "val", val_ids),
-            out_model=Path(scratch) / "student.keras",
-            out_history=Path(scratch) / "history.csv",
+        student, train_count = distil_from_cache(
+            shard_paths,
+            splits,
+            soft_labels_path,
+            student=cell["student"],
             augment=augment,
             seed=seed,
-            **cell["student"],
+            out_model=Path(scratch) / "student.keras",
+            out_history=Path(scratch) / "history.csv",
+            max_train_images=max_train_images,
         )
         seconds = time.perf_counter() - start
     prob = malignant_probability(keras_logits(student, test_images))
@@ -175,7 +168,7 @@ def run_cell(
         "seed": seed,
         "student": dict(cell["student"]),
         "preprocessing": cell["preprocessing"],
-        "train_images": int(len(train_labels)),
+        "train_images": int(train_count),
         "train_seconds": round(seconds, 1),
         "test": classification_metrics(test_labels, prob, threshold),
     }

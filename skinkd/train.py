@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -417,3 +417,42 @@ def train_student(
         out_history,
         monitor,
     )
+
+
+def distil_from_cache(
+    shard_paths: Sequence[str | os.PathLike],
+    splits: pd.DataFrame,
+    soft_labels_path: str | os.PathLike,
+    *,
+    student: Mapping[str, Any],
+    augment: Mapping[str, Any] | None,
+    seed: int,
+    out_model: Path,
+    out_history: Path,
+    max_train_images: int | None = None,
+) -> tuple[keras.Model, int]:
+    """``train_student`` on the cached train and val splits with the stored teacher logits;
+    ``student`` is the config's student section. With ``max_train_images``, a stratified
+    seeded subsample of the training split. Returns the student and its training-set size."""
+    from skinkd.ablation import subsample_indices
+    from skinkd.cache import load_split
+    from skinkd.teacher import read_soft_labels
+
+    train_images, train_labels, train_ids = load_split(shard_paths, splits, "train")
+    keep = subsample_indices(train_labels, max_train_images, seed)
+    train_images, train_labels, train_ids = train_images[keep], train_labels[keep], train_ids[keep]
+    val_images, val_labels, val_ids = load_split(shard_paths, splits, "val")
+    model = train_student(
+        train_images,
+        train_labels,
+        read_soft_labels(soft_labels_path, "train", train_ids),
+        val_images,
+        val_labels,
+        read_soft_labels(soft_labels_path, "val", val_ids),
+        out_model=out_model,
+        out_history=out_history,
+        augment=augment,
+        seed=seed,
+        **student,
+    )
+    return model, len(train_labels)
