@@ -57,6 +57,17 @@ def build_shard(
     return len(rows)
 
 
+def _select(
+    images: np.ndarray, labels: np.ndarray, ids: np.ndarray, wanted: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    position = pd.Series(np.arange(len(ids)), index=ids)
+    missing = [i for i in wanted if i not in position.index]
+    if missing:
+        raise DataError(f"{len(missing)} image id(s) not in the cache shards, e.g. {missing[:3]}")
+    take = position.loc[list(wanted)].to_numpy()
+    return images[take], labels[take], ids[take]
+
+
 def load_shards(
     paths: Sequence[str | os.PathLike], image_ids: Sequence[str] | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -68,19 +79,25 @@ def load_shards(
     ids = np.concatenate([p["image_ids"] for p in parts])
     if image_ids is None:
         return images, labels, ids
-    position = pd.Series(np.arange(len(ids)), index=ids)
-    missing = [i for i in image_ids if i not in position.index]
-    if missing:
-        raise DataError(f"{len(missing)} image id(s) not in the cache shards, e.g. {missing[:3]}")
-    take = position.loc[list(image_ids)].to_numpy()
-    return images[take], labels[take], ids[take]
+    return _select(images, labels, ids, image_ids)
+
+
+def load_splits(
+    paths: Sequence[str | os.PathLike], splits: pd.DataFrame, names: Sequence[str]
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(images, labels, image_ids) of each named split, in split-table order, reading the
+    shards once (the whole cache can be gigabytes)."""
+    wanted = {}
+    for name in names:
+        wanted[name] = list(splits.loc[splits["split"] == name, "image_id"])
+        if not wanted[name]:
+            raise DataError(f"the {name} split is empty")
+    everything = load_shards(paths)
+    return {name: _select(*everything, ids) for name, ids in wanted.items()}
 
 
 def load_split(
     paths: Sequence[str | os.PathLike], splits: pd.DataFrame, split: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(images, labels, image_ids) of one split ("train", "val" or "test"), in split-table order."""
-    ids = list(splits.loc[splits["split"] == split, "image_id"])
-    if not ids:
-        raise DataError(f"the {split} split is empty")
-    return load_shards(paths, ids)
+    return load_splits(paths, splits, [split])[split]

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from skinkd.atomic import atomic_path
-from skinkd.cache import load_split
+from skinkd.cache import load_splits
 from skinkd.errors import ConfigError, DataError
 from skinkd.presets import TEACHER_PRESETS
 
@@ -72,8 +72,7 @@ def cache_features(
     }
     batch = teacher["batch_size"]
     arrays: dict[str, np.ndarray] = {}
-    for split in SPLIT_NAMES:
-        images, labels, ids = load_split(shard_paths, splits, split)
+    for split, (images, labels, ids) in load_splits(shard_paths, splits, SPLIT_NAMES).items():
         arrays[f"{split}/ids"] = ids
         arrays[f"{split}/labels"] = labels
         for name, features in extract_features(backbones, images, batch).items():
@@ -168,8 +167,8 @@ def train_teacher_end_to_end(
         teacher["backbones"], image_size, teacher["weights"], trainable_backbones=True
     )
     log.info("end-to-end teacher: %d trainable parameters", _trainable(model))
-    train_images, train_labels, _ = load_split(shard_paths, splits, "train")
-    val_images, val_labels, _ = load_split(shard_paths, splits, "val")
+    data = load_splits(shard_paths, splits, ("train", "val"))
+    (train_images, train_labels, _), (val_images, val_labels, _) = data["train"], data["val"]
     batch = teacher["batch_size"]
     fit_classifier(
         model,
@@ -213,14 +212,15 @@ def soft_labels(
 
     model = load_model(model_path)
     batch = teacher["batch_size"]
+    images_by_split = None if features_path else load_splits(shard_paths, splits, SPLIT_NAMES)
     parts = []
     for split in SPLIT_NAMES:
-        if features_path is not None:
+        if images_by_split is None:
             features, labels, ids = load_features(features_path, split, teacher["backbones"])
             inputs = {name: array.astype(np.float32) for name, array in features.items()}
             logits = model.predict(inputs, batch_size=batch, verbose=0)
         else:
-            images, labels, ids = load_split(shard_paths, splits, split)
+            images, labels, ids = images_by_split[split]
             logits = keras_logits(model, images, batch)
         parts.append((ids, np.full(len(ids), split), labels, np.asarray(logits, np.float32)))
         log.info("%s: %d teacher logits", split, len(ids))

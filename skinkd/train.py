@@ -435,13 +435,14 @@ def distil_from_cache(
     ``student`` is the config's student section. With ``max_train_images``, a stratified
     seeded subsample of the training split. Returns the student and its training-set size."""
     from skinkd.ablation import subsample_indices
-    from skinkd.cache import load_split
+    from skinkd.cache import load_splits
     from skinkd.teacher import read_soft_labels
 
-    train_images, train_labels, train_ids = load_split(shard_paths, splits, "train")
+    data = load_splits(shard_paths, splits, ("train", "val"))
+    train_images, train_labels, train_ids = data["train"]
     keep = subsample_indices(train_labels, max_train_images, seed)
     train_images, train_labels, train_ids = train_images[keep], train_labels[keep], train_ids[keep]
-    val_images, val_labels, val_ids = load_split(shard_paths, splits, "val")
+    val_images, val_labels, val_ids = data["val"]
     model = train_student(
         train_images,
         train_labels,

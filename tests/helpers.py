@@ -8,19 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-import pytest
 from PIL import Image
-
-# ../shared/data relative to the project root (tests/ -> project -> its parent).
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def shared_dataset(name: str) -> Path:
-    """``../shared/data/<name>``, or skip the calling test saying why."""
-    path = SHARED_DATA / name
-    if not path.is_dir():
-        pytest.skip(f"../shared/data/{name} not found: real-data test skipped ({path})")
-    return path
 
 
 def rgb_array(height: int = 24, width: int = 32, seed: int = 0) -> np.ndarray:

@@ -8,12 +8,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import require_shared
 from helpers import (
     HAM_COLUMNS,
     ham_rows,
     make_ham_tree,
     rgb_array,
-    shared_dataset,
     write_ham_metadata,
     write_rgb,
 )
@@ -403,7 +403,7 @@ def test_synthetic_loader_reads_metadata(tmp_path):
 
 @pytest.mark.realdata
 def test_real_ham10000_counts():
-    root = shared_dataset("ham10000")
+    root = require_shared("ham10000")
     paper = load_ham10000(root, "HAM10000_metadata.csv", "paper")
     clinical = load_ham10000(root, "HAM10000_metadata.csv", "clinical")
     assert len(paper) == 10_015
@@ -425,7 +425,7 @@ def test_real_ham10000_counts():
 
 @pytest.mark.realdata
 def test_real_ham10000_sample_through_build_manifest():
-    root = shared_dataset("ham10000")
+    root = require_shared("ham10000")
     table = load_ham10000(root, "HAM10000_metadata.csv", "paper")
     sample = pd.concat(
         [table[table["label"] == 0].sample(25, random_state=0),
@@ -438,7 +438,7 @@ def test_real_ham10000_sample_through_build_manifest():
 
 @pytest.mark.realdata
 def test_real_kaggle_sample():
-    root = shared_dataset("kaggle-sample")
+    root = require_shared("kaggle-sample")
     table = load_folder(root, ["benign"], ["malignant"])
     assert len(table) == 400
     assert table.groupby("label_name").size().to_dict() == {"benign": 200, "malignant": 200}
