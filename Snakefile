@@ -17,6 +17,7 @@ include: "workflow/rules/student.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/ablation.smk"
+include: "workflow/rules/suite.smk"
 
 
 rule all:

@@ -1,10 +1,11 @@
 """docs/results.md from the runs' own outputs (eval JSON, ablation and leakage tables,
 Snakemake benchmark files), never typed by hand.
 
+    snakemake suite --cores 2       (runs every run first, then this)
     .venv/bin/python -m skinkd.results_doc [--runs docs/runs.yaml] [--out docs/results.md]
 
-``docs/runs.yaml`` lists each run: its results name, a label and the command that made it.
-Runs whose results are missing are listed as not run.
+``docs/runs.yaml`` lists each run (see skinkd.suite). Runs whose results are missing are
+listed as not run.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ import argparse
 import json
 import os
 import platform
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from skinkd.atomic import write_text
 from skinkd.paper import PAPER_FIGURES
+from skinkd.suite import display_command, job_seconds, load_notes, load_runs, wall_seconds
 
 MODELS = ("teacher", "student", "student_fp16", "student_int8")
 
@@ -32,11 +34,6 @@ def _ci(evaluation: Mapping[str, Any], metric: str) -> str:
     return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def job_seconds(run: Path) -> float:
-    """Sum of the run's job wall times from its Snakemake benchmark files."""
-    return float(sum(pd.read_csv(p, sep="\t")["s"].sum() for p in run.rglob("benchmarks/**/*.tsv")))
-
-
 def load_run(results: Path, name: str) -> dict[str, Any] | None:
     run = results / name
     if not (run / "eval").is_dir():
@@ -44,12 +41,34 @@ def load_run(results: Path, name: str) -> dict[str, Any] | None:
     evals = {m: json.loads((run / "eval" / f"{m}.json").read_text()) for m in MODELS
              if (run / "eval" / f"{m}.json").exists()}  # fmt: skip
     ablation = run / "ablation" / "ablation.csv"
+    card = run / "export" / "model_card.json"
     return {
+        "image_size": json.loads(card.read_text())["image_size"] if card.exists() else None,
+        "ablation_budget": ablation_budget(run) if ablation.exists() else None,
         "evals": evals,
         "ablation": pd.read_csv(ablation) if ablation.exists() else None,
         "leakage": pd.read_csv(run / "data" / "leakage.csv"),
-        "seconds": job_seconds(run),
+        "job_seconds": job_seconds(run),
+        "wall_seconds": wall_seconds(run),
         "test_images": next(iter(evals.values()))["metrics"]["n"] if evals else 0,
+    }
+
+
+def _gpu() -> str:
+    return "an NVIDIA GPU" if shutil.which("nvidia-smi") else "no GPU"
+
+
+def _paper(value: Any) -> str:
+    return "" if value is None or pd.isna(value) else f"{value:.4f}"
+
+
+def ablation_budget(run: Path) -> dict[str, Any]:
+    """What the grid's baseline cell trained on, and the grid's own wall time."""
+    baseline = json.loads(next((run / "ablation" / "cells" / "baseline").glob("seed_*.json")).read_text())
+    return {
+        "train_images": baseline["train_images"],
+        "epochs": baseline["student"]["epochs"],
+        "wall_seconds": wall_seconds(run, "benchmarks/ablation/*.tsv"),
     }
 
 
@@ -57,8 +76,8 @@ def metrics_section(label: str, command: str, run: Mapping[str, Any]) -> list[st
     lines = [
         f"### {label}",
         "",
-        f"`{command}`: {run['seconds'] / 60:.1f} min of job time, "
-        f"{run['test_images']} test images.",
+        f"`{command}`: {run['wall_seconds'] / 60:.1f} min wall "
+        f"({run['job_seconds'] / 60:.1f} min of job time), {run['test_images']} test images.",
         "",
         "| model | ROC AUC [95% CI] | accuracy | MCC | sensitivity | specificity |",
         "|---|---|---|---|---|---|",
@@ -73,12 +92,21 @@ def metrics_section(label: str, command: str, run: Mapping[str, Any]) -> list[st
                   f"identical, largest probability difference {agreement['max_abs_difference']:.3f}."]  # fmt: skip
     ablation = run["ablation"]
     if ablation is not None:
-        lines += ["", "| cell | seeds | test ROC AUC mean ± sd | accuracy mean ± sd |",
-                  "|---|---|---|---|"]  # fmt: skip
+        budget = run["ablation_budget"]
+        lines += ["", f"Ablation grid budget: each cell trains the student on "
+                  f"{budget['train_images']} training images at "
+                  f"{run['image_size']} px for {budget['epochs']} epochs in the baseline (the "
+                  f"epochs factor scaled alike), {int(ablation['seeds'].max())} seeds; the grid "
+                  f"took {budget['wall_seconds'] / 60:.1f} min wall on this machine. The paper's "
+                  "accuracy (its Table 3: 224 px, 70 epochs, image-level split, paper mapping) "
+                  "is beside each cell it tested."]  # fmt: skip
+        lines += ["", "| cell | seeds | test ROC AUC mean ± sd | accuracy mean ± sd | paper HAM10000 acc |",
+                  "|---|---|---|---|---|"]  # fmt: skip
         for _, row in ablation.iterrows():
             lines.append(
                 f"| {row['cell']} | {row['seeds']} | {row['roc_auc_mean']:.3f} ± "
-                f"{row['roc_auc_std']:.3f} | {row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f} |"
+                f"{row['roc_auc_std']:.3f} | {row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f} | "
+                f"{_paper(row.get('paper_ham10000_accuracy'))} |"
             )
     return lines + [""]
 
@@ -119,41 +147,90 @@ def threshold_reading(evaluation: Mapping[str, Any]) -> str | None:
     )
 
 
-def render(runs: Sequence[Mapping[str, Any]], results: Path) -> str:
+def _student_auc(run: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    if run is None or "student" not in run["evals"]:
+        return None
+    return run["evals"]["student"]
+
+
+def pair_readings(
+    runs: Sequence[Mapping[str, Any]], loaded: Mapping[str, Mapping[str, Any] | None]
+) -> list[str]:
+    """Readings that compare two runs: split inflation, distillation at the full budget."""
+    readings = []
+    for run in runs:
+        for key in ("compare_split_with", "compare_distillation_with"):
+            if key not in run:
+                continue
+            this, other = _student_auc(loaded[run["name"]]), _student_auc(loaded[run[key]])
+            if this is None or other is None:
+                continue
+            a, b = this["metrics"]["roc_auc"], other["metrics"]["roc_auc"]
+            (a_low, a_high), (b_low, b_high) = this["intervals"]["roc_auc"], other["intervals"]["roc_auc"]
+            overlap = "the intervals overlap" if a_low <= b_high and b_low <= a_high else "the intervals do not overlap"
+            label = next(r["label"] for r in runs if r["name"] == run[key])
+            if key == "compare_split_with":
+                readings.append(
+                    f"- Split: the image-level split changes the student's test AUC by {a - b:+.3f} "
+                    f"({a:.3f} against {b:.3f} lesion-grouped, {label}; {overlap})."
+                )
+            else:
+                readings.append(
+                    f"- Distillation at the full budget, one seed: student test AUC {b:.3f} with "
+                    f"distillation, {a:.3f} without ({b - a:+.3f}; {overlap})."
+                )
+    return readings
+
+
+def paper_readings(runs: Sequence[Mapping[str, Any]], loaded: Mapping[str, Any]) -> list[str]:
+    """Each run's student accuracy and MCC beside the paper's for the same dataset."""
+    readings = []
+    for run in runs:
+        student = _student_auc(loaded[run["name"]])
+        dataset = run.get("paper_dataset")
+        if student is None or dataset is None:
+            continue
+        accuracy, mcc = PAPER_FIGURES["student"][dataset]
+        ours = student["metrics"]
+        readings.append(
+            f"- Paper ({dataset}, image-level split, 224 px, pretrained teacher): student accuracy "
+            f"{accuracy:.4f}, MCC {mcc:.4f}; ours ({run['label']}): accuracy "
+            f"{ours['accuracy']:.4f}, MCC {ours['mcc']:.4f}, ROC AUC {ours['roc_auc']:.3f}."
+        )
+    return readings
+
+
+def render(runs: Sequence[Mapping[str, Any]], results: Path, notes: Sequence[str] = ()) -> str:
+    loaded = {r["name"]: load_run(results, r["name"]) for r in runs}
+    walls = [run["wall_seconds"] for run in loaded.values() if run]
     lines = [
         "# Results",
         "",
-        "Generated by `.venv/bin/python -m skinkd.results_doc` from the runs' outputs under "
-        "`results/`; do not edit by hand.",
+        "Generated from the runs' outputs under `results/` by `snakemake suite --cores 2`, which "
+        "first runs (or resumes) every run listed in `docs/runs.yaml`; do not edit by hand.",
         "",
         f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python "
-        f"{platform.python_version()}, no GPU (this task was not lent one).",
+        f"{platform.python_version()}, {_gpu()}. All runs together: "
+        f"{sum(walls) / 3600:.2f} h wall.",
+        "",
+        "## Runs",
         "",
     ]
-    loaded = {r["name"]: load_run(results, r["name"]) for r in runs}
     readings = []
-    lines += ["## Runs", ""]
     for r in runs:
         run = loaded[r["name"]]
         if run is None:
-            lines += [f"### {r['label']}", "", f"Not run yet: `{r['command']}`.", ""]
+            lines += [f"### {r['label']}", "", f"Not run yet: `{display_command(r)}`.", ""]
             continue
-        lines += metrics_section(r["label"], r["command"], run)
+        lines += metrics_section(r["label"], display_command(r), run)
         found = [distillation_reading(run["ablation"])]
         if "student" in run["evals"]:
             found.append(threshold_reading(run["evals"]["student"]))
         readings += [f"- {r['label']}: {text}" for text in found if text]
-    pairs = [(a, b) for a in runs for b in runs if a.get("compare_split_with") == b["name"]]
-    for leaky, grouped in pairs:
-        a, b = loaded[leaky["name"]], loaded[grouped["name"]]
-        if a and b and "student" in a["evals"] and "student" in b["evals"]:
-            inflation = (a["evals"]["student"]["metrics"]["roc_auc"]
-                         - b["evals"]["student"]["metrics"]["roc_auc"])  # fmt: skip
-            readings.append(
-                f"- The image-level split ({leaky['label']}) changes the student's test AUC by "
-                f"{inflation:+.3f} against the lesion-grouped split ({grouped['label']})."
-            )
+    readings += pair_readings(runs, loaded) + paper_readings(runs, loaded)
     lines += ["## Reading", ""] + (readings or ["- No comparison available yet."]) + [""]
+    if notes:
+        lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
     lines += [
         "## The paper's figures",
         "",
@@ -178,8 +255,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--results", default="results")
     parser.add_argument("--out", default="docs/results.md")
     args = parser.parse_args(argv)
-    runs = yaml.safe_load(Path(args.runs).read_text())["runs"]
-    write_text(render(runs, Path(args.results)), args.out)
+    text = render(load_runs(args.runs), Path(args.results), load_notes(args.runs))
+    write_text(text, args.out)
 
 
 if __name__ == "__main__":

@@ -25,9 +25,13 @@ def fake_run(results, name, auc_shift, ablation=None):
     )
     (run / "benchmarks").mkdir()
     (run / "benchmarks/student_train.tsv").write_text("s\th:m:s\n120.0\t0:02:00\n")
+    (run / "export").mkdir()
+    (run / "export/model_card.json").write_text(json.dumps({"image_size": 64}))
     if ablation is not None:
-        (run / "ablation").mkdir()
+        (run / "ablation/cells/baseline").mkdir(parents=True)
         ablation.to_csv(run / "ablation/ablation.csv", index=False)
+        cell = {"train_images": 2000, "student": {"epochs": 6}}
+        (run / "ablation/cells/baseline/seed_0.json").write_text(json.dumps(cell))
     return json.loads((run / "eval/student.json").read_text())
 
 
@@ -55,25 +59,34 @@ def test_render_tabulates_runs_reads_the_split_and_lists_missing_runs(tmp_path):
     grouped = fake_run(tmp_path, "grouped", 1.0, ablation_table(0.85, 0.80, 0.01))
     leaky = fake_run(tmp_path, "leaky", 3.0)
     runs = [
-        {"name": "grouped", "label": "Grouped", "command": "cmd-a"},
-        {"name": "leaky", "label": "Leaky", "command": "cmd-b", "compare_split_with": "grouped"},
-        {"name": "absent", "label": "Absent", "command": "cmd-c"},
-    ]
-    text = render(runs, tmp_path)
+        {"name": "grouped", "label": "Grouped", "targets": ["all"], "configfiles": ["a.yaml"]},
+        {"name": "leaky", "label": "Leaky", "targets": ["all"], "configfiles": ["a.yaml", "b.yaml"],
+         "compare_split_with": "grouped"},
+        {"name": "nokd", "label": "No KD", "targets": ["all"], "configfiles": ["a.yaml", "c.yaml"],
+         "compare_distillation_with": "grouped", "paper_dataset": "ham10000"},
+        {"name": "absent", "label": "Absent", "targets": ["all", "ablation"], "configfiles": []},
+    ]  # fmt: skip
+    nokd = fake_run(tmp_path, "nokd", 0.5)
+    text = render(runs, tmp_path, ["A note."])
     auc = grouped["metrics"]["roc_auc"]
     low, high = grouped["intervals"]["roc_auc"]
     assert f"| student | {auc:.3f} [{low:.3f}, {high:.3f}]" in text
-    assert "`cmd-a`: 2.0 min of job time, 200 test images." in text
+    assert "`snakemake all --cores 2 --configfile a.yaml`: 2.0 min wall (2.0 min of job time), 200 test images." in text
     inflation = leaky["metrics"]["roc_auc"] - auc
-    assert f"by {inflation:+.3f} against the lesion-grouped split" in text
-    assert "Not run yet: `cmd-c`." in text
+    assert f"changes the student's test AUC by {inflation:+.3f}" in text
+    gain = auc - nokd["metrics"]["roc_auc"]
+    assert f"{auc:.3f} with distillation, {nokd['metrics']['roc_auc']:.3f} without ({gain:+.3f}" in text
+    assert f"ours (No KD): accuracy {nokd['metrics']['accuracy']:.4f}" in text
+    assert "Not run yet: `snakemake all ablation --cores 2`." in text
+    assert "## Notes\n\n- A note." in text
+    assert "trains the student on 2000 training images at 64 px for 6 epochs" in text
     assert "0.850 with distillation, 0.800 without (+0.050" in text
 
 
 def test_main_writes_the_document(tmp_path):
     fake_run(tmp_path, "only", 2.0)
     runs = tmp_path / "runs.yaml"
-    runs.write_text("runs:\n  - {name: only, label: Only, command: make run}\n")
+    runs.write_text("runs:\n  - {name: only, label: Only, configfiles: []}\n")
     out = tmp_path / "results.md"
     main(["--runs", str(runs), "--results", str(tmp_path), "--out", str(out)])
     assert out.read_text().startswith("# Results")

@@ -394,3 +394,21 @@ def test_ablation_grid_runs_and_tabulates(tiny_run):
     main = np.load(tiny_run / "results/test/preprocessed/shard_0.npz")
     assert list(variant["image_ids"]) == list(main["image_ids"])
     assert not np.array_equal(variant["images"], main["images"])
+
+
+def test_suite_resumes_a_finished_run_and_writes_the_results_doc(tiny_run):
+    runs = {"runs": [{"name": "test", "label": "Tiny run", "targets": ["all", "ablation"],
+                      "configfiles": [TEST_PRESET]}]}  # fmt: skip
+    (tiny_run / "docs").mkdir(exist_ok=True)
+    (tiny_run / "docs/runs.yaml").write_text(yaml.safe_dump(runs))
+    assert planned_jobs(tiny_run, target="suite") == Counter(suite_run=1, suite=1)
+    snakemake(tiny_run, "suite", "--cores", "2")
+    # The run was already complete: the suite resumed it and recomputed nothing.
+    assert "Nothing to be done" in (tiny_run / "results/suite/logs/test.log").read_text()
+    record = yaml.safe_load((tiny_run / "results/suite/test.json").read_text())
+    assert record["command"] == f"snakemake all ablation --cores 2 --configfile {TEST_PRESET}"
+    student = yaml.safe_load((tiny_run / "results/test/eval/student.json").read_text())
+    low, high = student["intervals"]["roc_auc"]
+    doc = (tiny_run / "docs/results.md").read_text()
+    assert f"| student | {student['metrics']['roc_auc']:.3f} [{low:.3f}, {high:.3f}]" in doc
+    assert "| baseline | 1 |" in doc

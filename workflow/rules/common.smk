@@ -18,6 +18,7 @@ from skinkd.ablation import ablation_cells, preprocessing_variant
 from skinkd.config import check_config, check_schema, config_hash
 from skinkd.teacher import resolve_teacher
 from skinkd.preprocess import Preprocessing
+from skinkd.suite import load_runs
 
 CONFIG_SCHEMA = "../schemas/config.schema.yaml"
 # Readable messages first (key path and what is allowed), then Snakemake fills the defaults.
@@ -30,6 +31,7 @@ DATASET = config["dataset"]
 SHARDS = list(range(config["preprocess"]["shards"]))
 ENV_PREPROCESS = "../../envs/preprocess.yaml"
 ENV_TRAIN = "../../envs/train.yaml"
+ENV_SNAKEMAKE = "../../envs/snakemake.yaml"
 STUDENT_MODELS = ["student", "student_fp16", "student_int8"]
 EVAL_MODELS = ["teacher", *STUDENT_MODELS]
 SPLITS_CSV = f"{RESULTS}/data/splits.csv"

@@ -1,0 +1,132 @@
+"""The set of runs behind docs/results.md (docs/runs.yaml), as Snakemake commands.
+
+Each entry names a run (its results go under ``results/<name>/``), a label, the targets and
+the preset files layered on config.yaml. ``snakemake suite`` runs them one after the other
+through the same workflow; every run resumes where it stopped, like any Snakemake run.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from skinkd.errors import ConfigError, SkinkdError
+
+log = logging.getLogger(__name__)
+
+REQUIRED = ("name", "label", "configfiles")
+OPTIONAL = ("targets", "compare_split_with", "compare_distillation_with", "paper_dataset")
+
+
+def _read(path: Path) -> Mapping[str, Any]:
+    try:
+        document = yaml.safe_load(path.read_text())
+        document["runs"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: cannot read a 'runs' list ({exc})") from exc
+    return document
+
+
+def load_notes(path: str | Path) -> list[str]:
+    """Free-text notes of the runs file (``notes:``), e.g. why a GPU run is missing."""
+    return [str(note) for note in _read(Path(path)).get("notes") or []]
+
+
+def load_runs(path: str | Path) -> list[dict[str, Any]]:
+    """The runs listed in ``path``, checked: unique names, known keys, targets default [all]."""
+    path = Path(path)
+    entries = _read(path)["runs"]
+    runs, names = [], set()
+    for i, entry in enumerate(entries):
+        where = f"{path}: runs[{i}]"
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {entry!r}")
+        missing = [key for key in REQUIRED if key not in entry]
+        unknown = sorted(set(entry) - set(REQUIRED) - set(OPTIONAL))
+        if missing or unknown:
+            raise ConfigError(f"{where}: missing keys {missing}, unknown keys {unknown}")
+        if entry["name"] in names:
+            raise ConfigError(f"{where}: name {entry['name']!r} listed twice")
+        names.add(entry["name"])
+        runs.append({"targets": ["all"], **entry})
+    for run in runs:
+        for key in ("compare_split_with", "compare_distillation_with"):
+            if key in run and run[key] not in names:
+                raise ConfigError(f"{path}: run {run['name']!r}: {key} names no run: {run[key]!r}")
+        if entry.get("paper_dataset", "ham10000") not in ("ham10000", "kaggle"):
+            raise ConfigError(f"{where}: paper_dataset must be ham10000 or kaggle")
+    return runs
+
+
+def display_command(run: Mapping[str, Any], cores: int = 2) -> str:
+    """The command a user types for one run, from the project root."""
+    words = ["snakemake", *run["targets"], "--cores", str(cores)]
+    if run["configfiles"]:
+        words += ["--configfile", *run["configfiles"]]
+    return " ".join(words)
+
+
+def snakemake_command(
+    run: Mapping[str, Any], cores: int, snakefile: str | Path, workdir: str | Path
+) -> list[str]:
+    """The same command as :func:`display_command`, with this interpreter's Snakemake."""
+    command = [sys.executable, "-m", "snakemake", *run["targets"], "--cores", str(cores)]
+    command += ["--snakefile", str(snakefile), "--directory", str(workdir)]
+    if run["configfiles"]:
+        command += ["--configfile", *[str(Path(workdir) / f) for f in run["configfiles"]]]
+    return command
+
+
+def wall_seconds(run_dir: str | Path, pattern: str = "benchmarks/**/*.tsv") -> float:
+    """Time during which at least one of the run's jobs was running.
+
+    Each Snakemake benchmark file is written when its job ends and holds the job's duration,
+    so [mtime - s, mtime] is the job's interval; their union is the run's wall time without
+    the idle gaps between separate invocations (and counts parallel jobs once).
+    """
+    intervals = []
+    for path in Path(run_dir).glob(pattern):
+        end = path.stat().st_mtime
+        for seconds in pd.read_csv(path, sep="\t")["s"]:
+            intervals.append((end - float(seconds), end))
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
+def job_seconds(run_dir: str | Path) -> float:
+    """Sum of the run's job durations (parallel jobs counted each)."""
+    paths = Path(run_dir).rglob("benchmarks/**/*.tsv")
+    return float(sum(pd.read_csv(p, sep="\t")["s"].sum() for p in paths))
+
+
+def run_one(
+    run: Mapping[str, Any], cores: int, snakefile: str | Path, workdir: str | Path, log_path: str | Path
+) -> dict[str, Any]:
+    """Run (or resume) one run; its Snakemake output goes to ``log_path``. A record of it."""
+    command = snakemake_command(run, cores, snakefile, workdir)
+    log.info("run %s: %s", run["name"], " ".join(command))
+    started = time.time()
+    with open(log_path, "a") as out:
+        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+    seconds = time.time() - started
+    if code != 0:
+        raise SkinkdError(f"run {run['name']!r} failed (exit {code}); its Snakemake log: {log_path}")
+    log.info("run %s done in %.1f s", run["name"], seconds)
+    return {
+        "name": run["name"],
+        "command": display_command(run, cores),
+        "seconds_this_invocation": round(seconds, 1),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }

@@ -1,0 +1,73 @@
+"""The set of runs behind docs/results.md: the runs file, commands and wall time."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+import pytest
+
+from conftest import PROJECT
+from skinkd.errors import ConfigError
+from skinkd.suite import display_command, load_notes, load_runs, snakemake_command, wall_seconds
+
+
+def write_runs(tmp_path, text):
+    path = tmp_path / "runs.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_project_runs_file_loads_and_names_existing_presets():
+    runs = load_runs(PROJECT / "docs" / "runs.yaml")
+    assert {"ham10000_cpu", "ham10000_cpu_alpha1", "ham10000_cpu_image", "kaggle_cpu"} <= {r["name"] for r in runs}
+    for run in runs:
+        for path in run["configfiles"]:
+            assert (PROJECT / path).is_file(), f"{run['name']}: {path}"
+    assert load_notes(PROJECT / "docs" / "runs.yaml")
+
+
+def test_targets_default_to_all_and_commands_layer_the_presets(tmp_path):
+    path = write_runs(tmp_path, "runs:\n- {name: a, label: A, configfiles: [config/x.yaml, config/y.yaml]}\n")
+    (run,) = load_runs(path)
+    assert run["targets"] == ["all"]
+    assert display_command(run) == "snakemake all --cores 2 --configfile config/x.yaml config/y.yaml"
+    command = snakemake_command(run, 4, "/p/Snakefile", tmp_path)
+    assert command[:3] == [sys.executable, "-m", "snakemake"]
+    assert command[3:6] == ["all", "--cores", "4"]
+    assert command[-2:] == [str(tmp_path / "config/x.yaml"), str(tmp_path / "config/y.yaml")]
+    assert "--snakefile" in command and "/p/Snakefile" in command
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("runs:\n- {name: a, label: A}\n", "missing keys ['configfiles']"),
+        ("runs:\n- {name: a, label: A, configfiles: [], seed: 1}\n", "unknown keys ['seed']"),
+        ("runs:\n- {name: a, label: A, configfiles: []}\n- {name: a, label: B, configfiles: []}\n", "listed twice"),
+        ("runs:\n- {name: a, label: A, configfiles: [], compare_split_with: b}\n", "compare_split_with names no run"),
+        ("runs:\n- {name: a, label: A, configfiles: [], paper_dataset: isic}\n", "paper_dataset"),
+        ("no_runs: []\n", "cannot read a 'runs' list"),
+    ],
+)
+def test_bad_runs_file_names_the_file_and_the_problem(tmp_path, text, message):
+    path = write_runs(tmp_path, text)
+    with pytest.raises(ConfigError, match=re.escape(message)) as error:
+        load_runs(path)
+    assert str(path) in str(error.value)
+
+
+def benchmark(path, seconds, end):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("s\th:m:s\n" + f"{seconds}\t0:00:00\n")
+    os.utime(path, (end, end))
+
+
+def test_wall_time_is_the_union_of_job_intervals(tmp_path):
+    # Two jobs in parallel (0-100, 50-150), then one alone after an idle gap (1000-1010).
+    benchmark(tmp_path / "benchmarks/a.tsv", 100, 1_000_100)
+    benchmark(tmp_path / "benchmarks/b.tsv", 100, 1_000_150)
+    benchmark(tmp_path / "benchmarks/ablation/c.tsv", 10, 1_001_010)
+    assert wall_seconds(tmp_path) == pytest.approx(160)
+    assert wall_seconds(tmp_path, "benchmarks/ablation/*.tsv") == pytest.approx(10)

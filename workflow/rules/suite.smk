@@ -1,0 +1,49 @@
+# The set of runs behind docs/results.md: `snakemake suite --cores 2` runs (or resumes) each
+# run of docs/runs.yaml through this workflow, one at a time with every core, then writes
+# docs/results.md from their outputs. Absent runs file (another working directory): no suite.
+SUITE_FILE = "docs/runs.yaml"
+SUITE = (
+    {run["name"]: run for run in load_runs(SUITE_FILE)}
+    if os.path.exists(SUITE_FILE)
+    else {}
+)
+
+
+rule suite_run:
+    input:
+        base="config.yaml",
+        configfiles=lambda wildcards: SUITE[wildcards.run]["configfiles"],
+        runs=SUITE_FILE,
+    output:
+        record="results/suite/{run}.json",
+    log:
+        "results/suite/logs/{run}.log",
+    wildcard_constraints:
+        run="|".join(re.escape(name) for name in SUITE) or "none",
+    conda:
+        ENV_SNAKEMAKE
+    threads: workflow.cores
+    resources:
+        mem_mb=1000,
+    params:
+        run=lambda wildcards: SUITE[wildcards.run],
+        snakefile=workflow.main_snakefile,
+    script:
+        "../scripts/suite_run.py"
+
+
+rule suite:
+    input:
+        records=expand("results/suite/{run}.json", run=list(SUITE)),
+        runs=SUITE_FILE,
+    output:
+        doc="docs/results.md",
+    log:
+        "results/suite/logs/results_doc.log",
+    conda:
+        ENV_SNAKEMAKE
+    threads: 1
+    resources:
+        mem_mb=2000,
+    script:
+        "../scripts/results_doc.py"
