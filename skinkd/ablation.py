@@ -140,7 +140,7 @@ def run_cell(
     from pathlib import Path
 
     from skinkd.cache import load_split
-    from skinkd.evaluation import keras_logits
+    from skinkd.inference import keras_logits
     from skinkd.metrics import classification_metrics, malignant_probability
     from skinkd.train import distil_from_cache
 

@@ -10,8 +10,10 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is not part of the edge install (skinkd predict)
+    import pandas as pd
 
 
 @contextlib.contextmanager

@@ -10,30 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from skinkd.metrics import agreement, evaluate_model, malignant_probability
-
-
-def keras_logits(model: Any, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Logits of a Keras image model for uint8 images, rescaled batch by batch (memory)."""
-    from skinkd.preprocess import rescale
-
-    return np.concatenate(
-        [
-            np.asarray(model.predict_on_batch(rescale(images[i : i + batch_size])), np.float32)
-            for i in range(0, len(images), batch_size)
-        ]
-    )
-
-
-def model_logits(path: str | os.PathLike, images: np.ndarray, threads: int = 1) -> np.ndarray:
-    """Logits of a ``.keras`` or ``.tflite`` student for uint8 images."""
-    if Path(path).suffix == ".tflite":
-        from skinkd.export import TFLiteClassifier
-
-        return TFLiteClassifier(path, num_threads=threads).predict_logits(images)
-    from skinkd.models import load_model
-
-    return keras_logits(load_model(path), images)
+from skinkd.inference import malignant_probability
+from skinkd.metrics import agreement, evaluate_model
 
 
 def evaluate_logits(

@@ -46,6 +46,7 @@ MODEL_CARD_KEYS = (
     "preprocessing",
     "class_names",
     "threshold",
+    "threshold_choice",
     "files",
     "test_metrics",
     "training_data",
@@ -64,9 +65,14 @@ def _check_images(images: np.ndarray, image_size: int, what: str) -> None:
 
 
 def export_tflite(
-    model: keras.Model, out_fp16: Path, out_int8: Path, representative: np.ndarray
+    model: keras.Model,
+    out_fp16: Path,
+    out_int8: Path,
+    representative: np.ndarray,
+    out_fp32: Path | None = None,
 ) -> None:
-    """Write the float16 and the full-integer int8 TFLite files of ``model`` atomically.
+    """Write the float16 and the full-integer int8 TFLite files of ``model`` atomically
+    (and an unoptimised float32 one to ``out_fp32``, for benchmarks).
 
     ``representative``: uint8 training images (n, S, S, 3), rescaled to [0, 1] here as in
     training, on which the int8 activation ranges are calibrated.
@@ -100,13 +106,17 @@ def export_tflite(
         saved_model = Path(tmp) / "saved_model"
         model.export(saved_model, format="tf_saved_model", verbose=False)
 
-        def converter() -> tf.lite.TFLiteConverter:
+        def converter(optimize: bool = True) -> tf.lite.TFLiteConverter:
             # Keras writes the same function under "serve" and "serving_default": convert one.
             conv = tf.lite.TFLiteConverter.from_saved_model(
                 str(saved_model), signature_keys=["serving_default"]
             )
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            if optimize:
+                conv.optimizations = [tf.lite.Optimize.DEFAULT]
             return conv
+
+        if out_fp32 is not None:
+            _write_bytes(converter(optimize=False).convert(), out_fp32)
 
         fp16 = converter()
         fp16.target_spec.supported_types = [tf.float16]
@@ -231,6 +241,7 @@ def write_model_card(
     preprocessing: Mapping[str, Any],
     class_names: list[str],
     threshold: float,
+    threshold_choice: Mapping[str, Any],
     files: Mapping[str, str | os.PathLike],
     test_metrics: Mapping[str, Any],
     training_data: Mapping[str, Any],
@@ -266,6 +277,7 @@ def write_model_card(
         "preprocessing": dict(preprocessing),
         "class_names": list(class_names),
         "threshold": threshold,
+        "threshold_choice": dict(threshold_choice),
         "files": recorded,
         "test_metrics": dict(test_metrics),
         "training_data": dict(training_data),

@@ -165,3 +165,57 @@ def ablation_figure(table: pd.DataFrame, out: str | os.PathLike) -> None:
     axes[0][0].set_ylabel("test ROC AUC")
     fig.tight_layout()
     _save(fig, out)
+
+
+def reliability_figure(calibration: Mapping, out: str | os.PathLike) -> None:
+    """Reliability diagram of the test split (observed malignant fraction against mean
+    P(malignant) per bin, bin counts below) with the ECE and the validation threshold."""
+    bins = [b for b in calibration["test_bins"] if b["count"]]
+    fig, (ax, counts) = plt.subplots(
+        2, 1, figsize=(4.8, 5.4), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfect calibration")
+    ax.plot([b["mean_predicted"] for b in bins], [b["observed"] for b in bins], marker="o",
+            label=f"student (ECE {calibration['test_ece']:.3f})")  # fmt: skip
+    threshold = calibration["threshold"]
+    for axis in (ax, counts):
+        axis.axvline(threshold, color="tab:red", linestyle="--", linewidth=1)
+    ax.text(threshold, 0.02, f" threshold {threshold:.3f}\n (val sensitivity "
+            f"{calibration['val']['sensitivity']:.2f})", color="tab:red", fontsize=7)  # fmt: skip
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_ylabel("observed malignant fraction")
+    ax.legend(loc="upper left", fontsize=8)
+    centres = [(b["low"] + b["high"]) / 2 for b in calibration["test_bins"]]
+    width = calibration["test_bins"][0]["high"] - calibration["test_bins"][0]["low"]
+    counts.bar(centres, [b["count"] for b in calibration["test_bins"]], width=width * 0.9)
+    counts.set_xlabel("predicted P(malignant)")
+    counts.set_ylabel("test images")
+    fig.tight_layout()
+    _save(fig, out)
+
+
+def gradcam_figure(
+    images: np.ndarray,
+    labels: np.ndarray,
+    explained: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    out: str | os.PathLike,
+) -> None:
+    """One row per sample image: the preprocessed image, then each model's Grad-CAM overlay
+    (evidence for the image's true class), {model: (heatmaps (n, S, S), P(malignant) (n,))},
+    titled with its P(malignant)."""
+    from skinkd.explain import overlay
+
+    columns = 1 + len(explained)
+    fig, axes = plt.subplots(len(images), columns, figsize=(1.9 * columns, 1.9 * len(images)), squeeze=False)
+    names = ("benign", "malignant")
+    for row, (image, label) in enumerate(zip(images, labels, strict=True)):
+        axes[row, 0].imshow(image)
+        axes[row, 0].set_title(f"{names[int(label)]}: evidence for {names[int(label)]}", fontsize=7)
+        for col, (model, (heatmaps, prob)) in enumerate(explained.items(), start=1):
+            axes[row, col].imshow(overlay(image, heatmaps[row]))
+            axes[row, col].set_title(f"{model}: P(malignant) {prob[row]:.2f}", fontsize=7)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    fig.tight_layout()
+    _save(fig, out)

@@ -17,6 +17,7 @@ import pandas as pd
 
 from skinkd.atomic import write_text
 from skinkd.errors import DataError
+from skinkd.inference import malignant_probability
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +56,6 @@ def _check_inputs(labels: np.ndarray, prob_malignant: np.ndarray) -> tuple[np.nd
 def _ratio(numerator: float, denominator: float) -> float:
     """numerator / denominator, 0 when the denominator is 0 (scikit-learn's zero_division=0)."""
     return numerator / denominator if denominator else 0.0
-
-
-def malignant_probability(logits: np.ndarray) -> np.ndarray:
-    """Softmax of (n, 2) logits, returning the malignant (index 1) probability as float64."""
-    logits = np.asarray(logits, dtype=np.float64)
-    if logits.ndim != 2 or logits.shape[1] != 2:
-        raise ValueError(f"logits must have shape (n, 2), got {logits.shape}")
-    # Subtracting the row maximum keeps exp() finite for large logits.
-    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return exp[:, 1] / exp.sum(axis=1)
 
 
 def _roc_points(labels: np.ndarray, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

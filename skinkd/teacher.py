@@ -207,7 +207,7 @@ def soft_labels(
     the images otherwise. Keys: ``image_ids``, ``split``, ``labels``, ``logits`` (n, 2).
     The student reads the train and val rows; the teacher's evaluation reads the test rows.
     """
-    from skinkd.evaluation import keras_logits
+    from skinkd.inference import keras_logits
     from skinkd.models import load_model
 
     model = load_model(model_path)

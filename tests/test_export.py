@@ -317,6 +317,7 @@ def card_arguments(tmp_path: Path) -> dict:
         "preprocessing": {"image_size": 224, "closing": {"kernel_size": 5}},
         "class_names": ["benign", "malignant"],
         "threshold": 0.5,
+        "threshold_choice": {"split": "val", "target_sensitivity": 0.9},
         "files": {"keras": model_file, "tflite_fp16": tflite_file},
         "test_metrics": {"accuracy": np.float64(0.875), "tp": np.int64(7), "roc": np.array([1, 2])},
         "training_data": {"dataset": "synthetic", "n_train": 70},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import shutil
@@ -69,6 +70,8 @@ STUDENT_JOBS = Counter(
     student_train=1,
     export_tflite=1,
     evaluate=4,
+    calibration=1,
+    explanations=1,
     metrics_table=1,
     model_card=1,
     training_curves=1,
@@ -312,9 +315,21 @@ def test_tiny_run_evaluates_every_model_and_writes_the_model_card(tiny_run):
         assert card["files"][name]["bytes"] == path.stat().st_size
     sizes = pd.read_csv(results / "export/model_sizes.csv").set_index("model")
     assert sizes.loc["student_int8", "bytes"] < sizes.loc["student_fp16", "bytes"]
+    # The deployment threshold is the validation split's, for the target sensitivity.
+    calibration = json.loads((results / "eval/calibration.json").read_text())
+    assert card["threshold"] == calibration["threshold"]
+    assert card["threshold_choice"]["target_sensitivity"] == 0.9
+    assert calibration["val"]["sensitivity"] >= 0.9
+    predictions = pd.read_csv(results / "eval/student_predictions.csv")
+    assert calibration["test"]["sensitivity"] == pytest.approx(
+        (predictions.loc[predictions["label"] == 1, "prob_malignant"] >= card["threshold"]).mean()
+    )
+    assert sum(b["count"] for b in calibration["test_bins"]) == len(predictions)
 
 
-REPORT_CATEGORIES = ("Data", "Preprocessing", "Teacher", "Student", "Quantisation", "Evaluation")
+REPORT_CATEGORIES = (
+    "Data", "Preprocessing", "Teacher", "Student", "Quantisation", "Evaluation", "Explanations"
+)  # fmt: skip
 
 
 def report_contents(page, category: str) -> tuple[dict[str, int], dict[str, str]]:
@@ -361,7 +376,7 @@ def test_report_opens_in_chromium_with_figures_and_metrics(tiny_run, tmp_path):
             tables.update(category_tables)
         browser.close()
     expected = {"preprocess_stages.png", "teacher_training.png", "student_training.png",
-                "confusion_matrices.png", "roc.png"}  # fmt: skip
+                "confusion_matrices.png", "roc.png", "reliability.png", "gradcam.png"}  # fmt: skip
     assert set(figures) == expected
     assert all(width > 100 for width in figures.values()), figures
     assert set(tables) == {"leakage.csv", "model_sizes.csv", "metrics.csv", "paper_comparison.csv"}
@@ -402,6 +417,7 @@ def test_suite_resumes_a_finished_run_and_writes_the_results_doc(tiny_run):
     (tiny_run / "docs").mkdir(exist_ok=True)
     (tiny_run / "docs/runs.yaml").write_text(yaml.safe_dump(runs))
     assert planned_jobs(tiny_run, target="suite") == Counter(suite_run=1, suite=1)
+    snakemake(tiny_run, "all", "ablation", "--cores", "2", "--configfile", TEST_PRESET)
     snakemake(tiny_run, "suite", "--cores", "2")
     # The run was already complete: the suite resumed it and recomputed nothing.
     assert "Nothing to be done" in (tiny_run / "results/suite/logs/test.log").read_text()

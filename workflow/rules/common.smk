@@ -142,6 +142,8 @@ def all_targets():
         f"{RESULTS}/teacher/soft_labels.npz",
         f"{RESULTS}/export/model_card.json",
         f"{RESULTS}/eval/metrics.csv",
+        f"{RESULTS}/eval/calibration.json",
+        f"{RESULTS}/figures/gradcam.png",
         f"{RESULTS}/figures/teacher_training.png",
         f"{RESULTS}/figures/student_training.png",
     ]

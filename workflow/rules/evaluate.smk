@@ -91,3 +91,57 @@ rule training_curves:
         mem_mb=1000,
     script:
         "../scripts/training_curves.py"
+
+
+rule calibration:
+    input:
+        model=f"{RESULTS}/student/student.keras",
+        shards=shard_files(),
+        splits=SPLITS_CSV,
+        test_predictions=f"{RESULTS}/eval/student_predictions.csv",
+    output:
+        calibration=f"{RESULTS}/eval/calibration.json",
+        figure=report(
+            f"{RESULTS}/figures/reliability.png",
+            caption="../report/reliability.rst",
+            category="Evaluation",
+            labels={"figure": "reliability"},
+        ),
+    log:
+        f"{RESULTS}/logs/calibration.log",
+    conda:
+        ENV_TRAIN
+    threads: 2
+    resources:
+        mem_mb=4000,
+    params:
+        target_sensitivity=config["evaluate"]["target_sensitivity"],
+    script:
+        "../scripts/calibration.py"
+
+
+rule explanations:
+    input:
+        student=f"{RESULTS}/student/student.keras",
+        teacher=f"{RESULTS}/teacher/teacher.keras",
+        shards=shard_files(),
+        splits=SPLITS_CSV,
+    output:
+        figure=report(
+            f"{RESULTS}/figures/gradcam.png",
+            caption="../report/gradcam.rst",
+            category="Explanations",
+            labels={"figure": "Grad-CAM"},
+        ),
+    log:
+        f"{RESULTS}/logs/explanations.log",
+    conda:
+        ENV_TRAIN
+    threads: 2
+    resources:
+        mem_mb=4000,
+    params:
+        per_class=config["explain"]["per_class"],
+        seed=config["seed"],
+    script:
+        "../scripts/explanations.py"

@@ -28,6 +28,7 @@ rule model_card:
         fp16=f"{RESULTS}/export/student_fp16.tflite",
         int8=f"{RESULTS}/export/student_int8.tflite",
         evals=expand(f"{RESULTS}/eval/{{model}}.json", model=STUDENT_MODELS),
+        calibration=f"{RESULTS}/eval/calibration.json",
         manifest=f"{RESULTS}/data/manifest.csv",
         splits=f"{RESULTS}/data/splits.csv",
     output:
@@ -47,7 +48,6 @@ rule model_card:
         mem_mb=1000,
     params:
         preprocessing=preprocess_params(),
-        threshold=config["evaluate"]["threshold"],
         config_hash=config_hash(config),
         dataset=config["dataset"]["kind"],
     script:

@@ -22,7 +22,8 @@ rule suite_run:
         run="|".join(re.escape(name) for name in SUITE) or "none",
     conda:
         ENV_SNAKEMAKE
-    threads: workflow.cores
+    # Snakemake caps this at --cores: each run gets every core, one run at a time.
+    threads: 1024
     resources:
         mem_mb=1000,
     params:

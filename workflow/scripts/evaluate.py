@@ -4,7 +4,8 @@ import pandas as pd
 
 from skinkd.atomic import write_csv
 from skinkd.cache import load_split
-from skinkd.evaluation import evaluate_logits, model_logits
+from skinkd.evaluation import evaluate_logits
+from skinkd.inference import model_logits
 from skinkd.manifest import read_manifest
 from skinkd.metrics import write_evaluation
 from skinkd.teacher import read_soft_labels

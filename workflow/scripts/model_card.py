@@ -22,12 +22,19 @@ def main() -> None:
         "tflite_int8": snakemake.input.int8,
     }
     preprocessing = snakemake.params.preprocessing
+    calibration = json.loads(Path(snakemake.input.calibration).read_text())
     write_model_card(
         snakemake.output.card,
         image_size=preprocessing["image_size"],
         preprocessing=preprocessing,
         class_names=["benign", "malignant"],
-        threshold=snakemake.params.threshold,
+        threshold=calibration["threshold"],
+        threshold_choice={
+            "split": "val",
+            "target_sensitivity": calibration["target_sensitivity"],
+            "val": calibration["val"],
+            "test": calibration["test"],
+        },
         files=files,
         test_metrics={name: e["metrics"] for name, e in evals.items()},
         training_data={

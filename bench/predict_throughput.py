@@ -1,0 +1,102 @@
+"""Benchmark: `skinkd predict` on a folder of 600x450 images, end to end (not a test).
+
+Generates --images synthetic dermoscopy-like JPEGs of 600x450 (skinkd.synthetic; generation
+not timed), exports a student at --image-size (seeded random weights: speed does not depend
+on them) to int8 TFLite with a model card, then times the real console command
+`skinkd predict MODEL FOLDER --out predictions.csv` (process start, decoding, the six
+preprocessing stages at full resolution, inference and the CSV included) --repeats times
+and reports the median. Writes bench/results/predict.json.
+
+    .venv/bin/python bench/predict_throughput.py [--images 1000] [--image-size 224] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+RESULTS = Path(__file__).resolve().parent / "results" / "predict.json"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args()
+
+    import keras
+
+    from skinkd.export import export_tflite, write_model_card
+    from skinkd.models import build_student
+    from skinkd.preprocess import Preprocessing, preprocess_image
+    from skinkd.synthetic import generate_synthetic
+    from skinkd.images import read_image
+
+    skinkd = Path(sys.executable).with_name("skinkd")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        generate_synthetic(tmp / "data", args.images, seed=0, width=600, height=450)
+        folder = tmp / "data" / "images"
+        files = sorted(folder.glob("*.jpg"))
+        params = Preprocessing(image_size=args.image_size)
+        keras.utils.set_random_seed(0)
+        model = build_student(args.image_size)
+        export = tmp / "export"
+        export.mkdir()
+        representative = np.stack([preprocess_image(read_image(p), params) for p in files[:64]])
+        export_tflite(model, export / "student_fp16.tflite", export / "student_int8.tflite", representative)
+        write_model_card(
+            export / "model_card.json", image_size=args.image_size, preprocessing=params.to_dict(),
+            class_names=["benign", "malignant"], threshold=0.5, threshold_choice={},
+            files={"tflite_int8": export / "student_int8.tflite"}, test_metrics={},
+            training_data={"dataset": "benchmark"}, config_hash="bench",
+        )  # fmt: skip
+        command = [str(skinkd), "predict", str(export / "student_int8.tflite"), str(folder),
+                   "--out", str(tmp / "predictions.csv"), "--threads", str(args.threads)]  # fmt: skip
+        seconds = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True)
+            seconds.append(time.perf_counter() - start)
+            print(f"{seconds[-1]:.2f} s", flush=True)
+        with open(tmp / "predictions.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        if len(rows) != len(files) or any(row["error"] for row in rows):
+            raise SystemExit(f"predict wrote {len(rows)} rows for {len(files)} images, or errors")
+    median = statistics.median(seconds)
+    report = {
+        "benchmark": "skinkd predict on a folder of 600x450 JPEGs, end to end",
+        "command": "python " + " ".join(sys.argv),
+        "predict_command": "skinkd predict student_int8.tflite FOLDER --out predictions.csv "
+        f"--threads {args.threads} (workers: all {os.cpu_count()} cores)",
+        "machine": {"cores": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                    "python": platform.python_version()},  # fmt: skip
+        "images": args.images,
+        "image_size": args.image_size,
+        "seconds_each": [round(s, 2) for s in seconds],
+        "median_seconds": round(median, 2),
+        "images_per_second": round(args.images / median, 1),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

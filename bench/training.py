@@ -1,0 +1,107 @@
+"""Benchmark: student training and teacher feature extraction, images per second (not a test).
+
+Student: skinkd.train.train_student (distillation, the config's augmentation, batch 64,
+Adafactor) on --train-images synthetic preprocessed lesions at each --sizes, run for 1 and
+for 1 + --epochs epochs; the difference divided by --epochs is one epoch without tracing and
+saving, so images/s = training images / that. Teacher: skinkd.models.extract_features with
+each preset's backbones (random weights: the cost does not depend on them) at 224 px, after
+a one-batch warm-up, over --feature-images images (fewer for the paper preset). Writes
+bench/results/training.json.
+
+    .venv/bin/python bench/training.py [--sizes 64 224] [--train-images 512] [--epochs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+RESULTS = Path(__file__).resolve().parent / "results" / "training.json"
+AUGMENT = {"rotation": 20, "height_shift": 0.1, "width_shift": 0.1, "shear": 0.1, "horizontal_flip": True}
+
+
+def lesions(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from skinkd.preprocess import Preprocessing, preprocess_image
+    from skinkd.synthetic import render_lesion
+
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    params = Preprocessing(image_size=size)
+    images = np.stack([preprocess_image(render_lesion(rng, bool(m), 200, 150), params) for m in labels])
+    return images, labels
+
+
+def student_seconds(images, labels, epochs: int) -> float:
+    from skinkd.train import train_student
+
+    logits = np.stack([np.zeros(len(labels)), labels * 2.0 - 1], axis=1).astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        train_student(images, labels, logits, images[:64], labels[:64], logits[:64],
+                      out_model=Path(tmp) / "s.keras", out_history=Path(tmp) / "h.csv",
+                      epochs=epochs, batch_size=64, augment=AUGMENT)  # fmt: skip
+        return time.perf_counter() - start
+
+
+def feature_rate(preset: str, n: int, batch: int = 32) -> dict:
+    from skinkd.models import build_backbone, extract_features
+    from skinkd.presets import TEACHER_PRESETS
+
+    images, _ = lesions(n, 224, seed=2)
+    backbones = {name: build_backbone(name, 224, None) for name in TEACHER_PRESETS[preset]}
+    extract_features(backbones, images[:batch], batch)
+    start = time.perf_counter()
+    extract_features(backbones, images, batch)
+    seconds = time.perf_counter() - start
+    return {"preset": preset, "backbones": TEACHER_PRESETS[preset], "image_size": 224, "images": n,
+            "seconds": round(seconds, 2), "images_per_second": round(n / seconds, 2)}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 224])
+    parser.add_argument("--train-images", type=int, default=512)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--feature-images", type=int, default=256)
+    parser.add_argument("--paper-images", type=int, default=64)
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args()
+    import keras
+
+    students = []
+    for size in args.sizes:
+        images, labels = lesions(args.train_images, size, seed=1)
+        one = student_seconds(images, labels, 1)
+        more = student_seconds(images, labels, 1 + args.epochs)
+        epoch = (more - one) / args.epochs
+        students.append({"image_size": size, "train_images": args.train_images, "epoch_seconds": round(epoch, 2),
+                         "images_per_second": round(args.train_images / epoch, 1)})  # fmt: skip
+        print(students[-1], flush=True)
+    features = []
+    for preset, n in (("tiny", args.feature_images), ("small", args.feature_images), ("paper", args.paper_images)):
+        features.append(feature_rate(preset, n))
+        print(features[-1], flush=True)
+    report = {
+        "benchmark": "student training and teacher feature extraction throughput",
+        "command": "python " + " ".join(sys.argv),
+        "machine": {"cores": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                    "python": platform.python_version(), "keras_backend": keras.backend.backend()},
+        "student_training": students,
+        "teacher_features": features,
+    }  # fmt: skip
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
