@@ -42,7 +42,9 @@ def load_run(results: Path, name: str) -> dict[str, Any] | None:
              if (run / "eval" / f"{m}.json").exists()}  # fmt: skip
     ablation = run / "ablation" / "ablation.csv"
     card = run / "export" / "model_card.json"
+    calibration = run / "eval" / "calibration.json"
     return {
+        "calibration": json.loads(calibration.read_text()) if calibration.exists() else None,
         "image_size": json.loads(card.read_text())["image_size"] if card.exists() else None,
         "ablation_budget": ablation_budget(run) if ablation.exists() else None,
         "evals": evals,
@@ -90,6 +92,13 @@ def metrics_section(label: str, command: str, run: Mapping[str, Any]) -> list[st
     if agreement:
         lines += ["", f"int8 vs Keras student: {agreement['label_agreement']:.3f} of labels "
                   f"identical, largest probability difference {agreement['max_abs_difference']:.3f}."]  # fmt: skip
+    calibration = run["calibration"]
+    if calibration:
+        lines += ["", f"Deployment threshold (model card): {calibration['threshold']:.3f}, chosen on "
+                  f"the validation split for sensitivity {calibration['target_sensitivity']:.2f}; on "
+                  f"the test split it gives sensitivity {calibration['test']['sensitivity']:.3f} and "
+                  f"specificity {calibration['test']['specificity']:.3f}. Expected calibration "
+                  f"error of P(malignant) on test: {calibration['test_ece']:.3f}."]  # fmt: skip
     ablation = run["ablation"]
     if ablation is not None:
         budget = run["ablation_budget"]
@@ -134,16 +143,26 @@ def distillation_reading(ablation: pd.DataFrame | None) -> str | None:
     )
 
 
-def threshold_reading(evaluation: Mapping[str, Any]) -> str | None:
-    """Flag a default threshold that leaves the malignant class almost undetected."""
+def threshold_reading(
+    evaluation: Mapping[str, Any], calibration: Mapping[str, Any] | None = None
+) -> str | None:
+    """Flag a default threshold that leaves the malignant class almost undetected, and say
+    what the validation-chosen threshold does instead."""
     metrics = evaluation["metrics"]
     if metrics["sensitivity"] >= 0.5:
         return None
     malignant = (metrics["tp"] + metrics["fn"]) / metrics["n"]
-    return (
+    text = (
         f"at the threshold {evaluation['threshold']} the student finds only "
         f"{metrics['sensitivity']:.1%} of malignant lesions ({malignant:.0%} of the test "
-        "images are malignant): its ranking (AUC) is usable, its default threshold is not."
+        "images are malignant): its ranking (AUC) is usable, that threshold is not"
+    )
+    if calibration is None:
+        return text + "."
+    return text + (
+        f"; the validation-chosen threshold {calibration['threshold']:.3f} finds "
+        f"{calibration['test']['sensitivity']:.1%} at specificity "
+        f"{calibration['test']['specificity']:.1%}."
     )
 
 
@@ -225,7 +244,7 @@ def render(runs: Sequence[Mapping[str, Any]], results: Path, notes: Sequence[str
         lines += metrics_section(r["label"], display_command(r), run)
         found = [distillation_reading(run["ablation"])]
         if "student" in run["evals"]:
-            found.append(threshold_reading(run["evals"]["student"]))
+            found.append(threshold_reading(run["evals"]["student"], run["calibration"]))
         readings += [f"- {r['label']}: {text}" for text in found if text]
     readings += pair_readings(runs, loaded) + paper_readings(runs, loaded)
     lines += ["## Reading", ""] + (readings or ["- No comparison available yet."]) + [""]

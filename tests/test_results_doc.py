@@ -25,6 +25,9 @@ def fake_run(results, name, auc_shift, ablation=None):
     )
     (run / "benchmarks").mkdir()
     (run / "benchmarks/student_train.tsv").write_text("s\th:m:s\n120.0\t0:02:00\n")
+    calibration = {"threshold": 0.25, "target_sensitivity": 0.9, "test_ece": 0.04,
+                   "test": {"sensitivity": 0.88, "specificity": 0.6}}  # fmt: skip
+    (run / "eval/calibration.json").write_text(json.dumps(calibration))
     (run / "export").mkdir()
     (run / "export/model_card.json").write_text(json.dumps({"image_size": 64}))
     if ablation is not None:
@@ -80,6 +83,8 @@ def test_render_tabulates_runs_reads_the_split_and_lists_missing_runs(tmp_path):
     assert "Not run yet: `snakemake all ablation --cores 2`." in text
     assert "## Notes\n\n- A note." in text
     assert "trains the student on 2000 training images at 64 px for 6 epochs" in text
+    assert "Deployment threshold (model card): 0.250, chosen on the validation split for sensitivity 0.90" in text
+    assert "sensitivity 0.880 and specificity 0.600" in text
     assert "0.850 with distillation, 0.800 without (+0.050" in text
 
 
