@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -29,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from report import machine, write_report  # noqa: E402  (bench/ is the script's folder)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latency.json"
 
@@ -114,14 +113,11 @@ def main() -> None:
                 print(results[-1], flush=True)
     report = {
         "benchmark": "batch-1 latency of the student",
-        "command": "python " + " ".join(sys.argv),
-        "machine": {"cores": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "python": platform.python_version(), "keras_backend": keras.backend.backend()},
+        "machine": machine(keras_backend=keras.backend.backend()),
         "image_size": args.image_size,
         "results": results,
     }  # fmt: skip
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from report import machine, write_report  # noqa: E402  (bench/ is the script's folder)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "predict.json"
 
@@ -82,19 +82,16 @@ def main() -> None:
     median = statistics.median(seconds)
     report = {
         "benchmark": "skinkd predict on a folder of 600x450 JPEGs, end to end",
-        "command": "python " + " ".join(sys.argv),
         "predict_command": "skinkd predict student_int8.tflite FOLDER --out predictions.csv "
         f"--threads {args.threads} (workers: all {os.cpu_count()} cores)",
-        "machine": {"cores": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "python": platform.python_version()},  # fmt: skip
+        "machine": machine(),
         "images": args.images,
         "image_size": args.image_size,
         "seconds_each": [round(s, 2) for s in seconds],
         "median_seconds": round(median, 2),
         "images_per_second": round(args.images / median, 1),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    write_report(report, args.out)
     print(json.dumps(report, indent=2))
 
 

@@ -3,7 +3,8 @@
 Student: skinkd.train.train_student (distillation, the config's augmentation, batch 64,
 Adafactor) on --train-images synthetic preprocessed lesions at each --sizes, run for 1 and
 for 1 + --epochs epochs; the difference divided by --epochs is one epoch without tracing and
-saving, so images/s = training images / that. Teacher: skinkd.models.extract_features with
+saving, so images/s = training images / that (after a small warm-up run that pays the
+process's one-off start-up). Teacher: skinkd.models.extract_features with
 each preset's backbones (random weights: the cost does not depend on them) at 224 px, after
 a one-batch warm-up, over --feature-images images (fewer for the paper preset). Writes
 bench/results/training.json.
@@ -14,9 +15,6 @@ bench/results/training.json.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -25,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from report import machine, write_report  # noqa: E402  (bench/ is the script's folder)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "training.json"
 AUGMENT = {"rotation": 20, "height_shift": 0.1, "width_shift": 0.1, "shear": 0.1, "horizontal_flip": True}
@@ -81,6 +80,7 @@ def main() -> None:
     students = []
     for size in args.sizes:
         images, labels = lesions(args.train_images, size, seed=1)
+        student_seconds(images[:128], labels[:128], 1)  # the process's one-off start-up costs
         one = student_seconds(images, labels, 1)
         more = student_seconds(images, labels, 1 + args.epochs)
         epoch = (more - one) / args.epochs
@@ -93,14 +93,11 @@ def main() -> None:
         print(features[-1], flush=True)
     report = {
         "benchmark": "student training and teacher feature extraction throughput",
-        "command": "python " + " ".join(sys.argv),
-        "machine": {"cores": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "python": platform.python_version(), "keras_backend": keras.backend.backend()},
+        "machine": machine(keras_backend=keras.backend.backend()),
         "student_training": students,
         "teacher_features": features,
     }  # fmt: skip
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":
