@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
 
@@ -25,3 +27,29 @@ def map_in_processes(
         return [fn(x) for x in items]
     with ProcessPoolExecutor(max_workers=processes, initializer=_single_threaded_opencv) as pool:
         return list(pool.map(fn, items, chunksize=chunksize))
+
+
+def map_chunks_in_processes(
+    fn: Callable[[T], R], chunks: Iterable[Sequence[T]], processes: int, chunksize: int = 16
+) -> Iterator[list[R]]:
+    """``[fn(x) for x in chunk]`` for each chunk in order, over ``processes`` workers, with
+    the next chunk already being worked on while the caller uses this one (so the caller's
+    own work on a chunk overlaps the workers'); at most two chunks are held at once.
+
+    Workers start from a fork server, not by forking the caller: the caller typically holds
+    a model runtime's threads (TFLite, TensorFlow), and a forked copy of those deadlocks."""
+    if processes <= 1:
+        for chunk in chunks:
+            yield [fn(x) for x in chunk]
+        return
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(
+        max_workers=processes, mp_context=context, initializer=_single_threaded_opencv
+    ) as pool:
+        pending: deque[Iterator[R]] = deque()
+        for chunk in chunks:
+            pending.append(pool.map(fn, chunk, chunksize=chunksize))
+            if len(pending) > 1:
+                yield list(pending.popleft())
+        while pending:
+            yield list(pending.popleft())

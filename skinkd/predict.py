@@ -25,7 +25,7 @@ from skinkd.errors import ConfigError, DataError, SkinkdError
 from skinkd.export import read_model_card
 from skinkd.images import IMAGE_SUFFIXES, read_image
 from skinkd.inference import load_classifier, malignant_probability
-from skinkd.parallel import map_in_processes
+from skinkd.parallel import map_chunks_in_processes
 from skinkd.preprocess import Preprocessing, preprocess_image
 
 CARD_NAME = "model_card.json"
@@ -109,16 +109,16 @@ def predict_paths(
 ) -> Iterator[dict[str, Any]]:
     """One row per path: path, prob_malignant, label, error (empty when it worked).
 
-    Images are decoded and preprocessed ``workers`` processes at a time, ``chunk`` at once,
-    so memory stays bounded for any number of files.
+    Images are decoded and preprocessed by ``workers`` processes, ``chunk`` at a time: the
+    next chunk is prepared while the model runs on this one, and memory stays bounded for
+    any number of files.
     """
     threshold = predictor.threshold if threshold is None else threshold
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"--threshold: {threshold} is not in [0, 1]")
     work = functools.partial(prepare, preprocessing=predictor.preprocessing)
-    for start in range(0, len(paths), chunk):
-        batch = list(paths[start : start + chunk])
-        prepared = map_in_processes(work, batch, workers, chunksize=16)
+    batches = [list(paths[start : start + chunk]) for start in range(0, len(paths), chunk)]
+    for batch, prepared in zip(batches, map_chunks_in_processes(work, batches, workers), strict=True):
         good = [i for i, (image, _) in enumerate(prepared) if image is not None]
         probs = (
             predictor.probabilities(np.stack([prepared[i][0] for i in good]))

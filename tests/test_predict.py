@@ -171,10 +171,16 @@ def test_console_script_writes_json(model, images, tmp_path):
 @pytest.fixture(scope="module")
 def edge_venv(tmp_path_factory) -> Path:
     """A fresh venv with only `pip install skinkd[edge]` (numpy, OpenCV, ai-edge-litert)."""
-    venv = tmp_path_factory.mktemp("edge") / "venv"
+    root = tmp_path_factory.mktemp("edge")
+    # A copy of the package, so the build writes nothing into the checkout.
+    source = root / "source"
+    source.mkdir()
+    shutil.copy(PROJECT / "pyproject.toml", source)
+    shutil.copytree(PROJECT / "skinkd", source / "skinkd", ignore=shutil.ignore_patterns("__pycache__"))
+    venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    result = subprocess.run([*pip, f"{PROJECT}[edge]"], capture_output=True, text=True)
+    result = subprocess.run([*pip, f"{source}[edge]"], capture_output=True, text=True)
     if result.returncode != 0:
         pytest.fail(f"pip install skinkd[edge] failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
     return venv
