@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from skinkd.errors import SkinkdError
 from skinkd.preprocess import rescale
 
 
@@ -52,11 +53,16 @@ class KerasClassifier:
 
 def load_classifier(path: str | os.PathLike, threads: int = 1) -> Any:
     """A ``.tflite`` (run by ai_edge_litert with ``threads``) or ``.keras`` classifier."""
-    if Path(path).suffix == ".tflite":
-        from skinkd.export import TFLiteClassifier
+    tflite = Path(path).suffix == ".tflite"
+    try:
+        if tflite:
+            from skinkd.export import TFLiteClassifier
 
-        return TFLiteClassifier(path, num_threads=threads)
-    return KerasClassifier(path)
+            return TFLiteClassifier(path, num_threads=threads)
+        return KerasClassifier(path)
+    except ModuleNotFoundError as exc:
+        needs = "ai-edge-litert (pip install 'skinkd[edge]')" if tflite else "Keras and TensorFlow"
+        raise SkinkdError(f"{path}: running this model needs {needs}; {exc}") from None
 
 
 def model_logits(path: str | os.PathLike, images: np.ndarray, threads: int = 1) -> np.ndarray:

@@ -202,3 +202,5 @@ def test_edge_install_predicts_without_tensorflow_or_snakemake(edge_venv, model,
     for path, prob in zip(paths, expected_probabilities(model.int8, paths), strict=True):
         assert float(rows[str(path)]["prob_malignant"]) == pytest.approx(prob, abs=1e-6)
     assert rows[str(images.truncated)]["error"]
+    keras_model = run_cli(edge_venv / "bin" / "skinkd", "predict", str(model.keras), str(images.root), env=env)
+    assert keras_model.returncode == 2 and "needs Keras and TensorFlow" in keras_model.stderr
