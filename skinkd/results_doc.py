@@ -120,27 +120,44 @@ def metrics_section(label: str, command: str, run: Mapping[str, Any]) -> list[st
     return lines + [""]
 
 
-def distillation_reading(ablation: pd.DataFrame | None) -> str | None:
-    """Whether distillation (alpha 0.5) beats none (alpha 1) by more than the seed spread."""
+# Ablation cells read against the baseline: (cell, what the baseline has that it lacks).
+CELL_READINGS = (
+    ("alpha-1.0", "distillation"),
+    ("preprocessing-none", "the four preprocessing stages"),
+    ("preprocessing-no_closing", "the closing stage"),
+    ("preprocessing-no_bilateral", "the bilateral stage"),
+    ("preprocessing-no_highlight", "the highlight stage"),
+    ("preprocessing-no_unsharp", "the unsharp stage"),
+)
+
+
+def cell_reading(ablation: pd.DataFrame | None, cell: str, thing: str) -> str | None:
+    """Whether the baseline beats ``cell`` (the baseline without ``thing``) by more than the
+    seed spread (the larger of the two standard deviations of test AUC over seeds)."""
     if ablation is None:
         return None
     cells = ablation.set_index("cell")
-    if "baseline" not in cells.index or "alpha-1.0" not in cells.index:
+    if "baseline" not in cells.index or cell not in cells.index:
         return None
-    with_kd, without = cells.loc["baseline"], cells.loc["alpha-1.0"]
-    gain = with_kd["roc_auc_mean"] - without["roc_auc_mean"]
-    spread = max(with_kd["roc_auc_std"], without["roc_auc_std"])
+    with_it, without = cells.loc["baseline"], cells.loc[cell]
+    gain = with_it["roc_auc_mean"] - without["roc_auc_mean"]
+    spread = max(with_it["roc_auc_std"], without["roc_auc_std"])
     if gain > spread:
-        verdict = "distillation helps by more than the seed spread"
+        verdict = f"dropping {thing} lowers the test AUC by more than the seed spread"
     elif gain < -spread:
-        verdict = "distillation hurts by more than the seed spread"
+        verdict = f"dropping {thing} raises the test AUC by more than the seed spread"
     else:
         verdict = "the difference is within the seed spread"
     return (
-        f"student test AUC {with_kd['roc_auc_mean']:.3f} with distillation, "
-        f"{without['roc_auc_mean']:.3f} without ({gain:+.3f}, {int(with_kd['seeds'])} seeds, "
+        f"student test AUC {with_it['roc_auc_mean']:.3f} with {thing}, "
+        f"{without['roc_auc_mean']:.3f} without ({gain:+.3f}, {int(with_it['seeds'])} seeds, "
         f"spread {spread:.3f}): {verdict}."
     )
+
+
+def distillation_reading(ablation: pd.DataFrame | None) -> str | None:
+    """Whether distillation (alpha 0.5) beats none (alpha 1) by more than the seed spread."""
+    return cell_reading(ablation, "alpha-1.0", "distillation")
 
 
 def threshold_reading(
@@ -242,7 +259,7 @@ def render(runs: Sequence[Mapping[str, Any]], results: Path, notes: Sequence[str
             lines += [f"### {r['label']}", "", f"Not run yet: `{display_command(r)}`.", ""]
             continue
         lines += metrics_section(r["label"], display_command(r), run)
-        found = [distillation_reading(run["ablation"])]
+        found = [cell_reading(run["ablation"], cell, thing) for cell, thing in CELL_READINGS]
         if "student" in run["evals"]:
             found.append(threshold_reading(run["evals"]["student"], run["calibration"]))
         readings += [f"- {r['label']}: {text}" for text in found if text]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from skinkd.metrics import evaluate_model, write_evaluation
-from skinkd.results_doc import distillation_reading, main, render
+from skinkd.results_doc import cell_reading, distillation_reading, main, render
 
 
 def fake_run(results, name, auc_shift, ablation=None):
@@ -52,10 +52,16 @@ def ablation_table(with_kd, without, spread):
 
 
 def test_distillation_reading_compares_the_gain_with_the_seed_spread():
-    assert "helps by more than" in distillation_reading(ablation_table(0.85, 0.80, 0.01))
-    assert "hurts by more than" in distillation_reading(ablation_table(0.80, 0.85, 0.01))
+    assert "dropping distillation lowers the test AUC by more than" in distillation_reading(ablation_table(0.85, 0.80, 0.01))
+    assert "dropping distillation raises the test AUC by more than" in distillation_reading(ablation_table(0.80, 0.85, 0.01))
     assert "within the seed spread" in distillation_reading(ablation_table(0.81, 0.80, 0.02))
     assert distillation_reading(None) is None
+    table = ablation_table(0.80, 0.85, 0.01).replace({"alpha-1.0": "preprocessing-none"})
+    assert cell_reading(table, "preprocessing-none", "the stages") == (
+        "student test AUC 0.800 with the stages, 0.850 without (-0.050, 3 seeds, spread 0.010): "
+        "dropping the stages raises the test AUC by more than the seed spread."
+    )
+    assert cell_reading(table, "alpha-1.0", "distillation") is None
 
 
 def test_render_tabulates_runs_reads_the_split_and_lists_missing_runs(tmp_path):
