@@ -160,6 +160,20 @@ def distillation_reading(ablation: pd.DataFrame | None) -> str | None:
     return cell_reading(ablation, "alpha-1.0", "distillation")
 
 
+def target_reading(run: Mapping[str, Any], target: float) -> str | None:
+    """The student's test AUC against the issue's target, and int8's distance from it."""
+    evals = run["evals"]
+    if "student" not in evals:
+        return None
+    auc = evals["student"]["metrics"]["roc_auc"]
+    verdict = "reaches" if auc >= target else "falls short of"
+    text = f"the student's test AUC {auc:.3f} {verdict} the target {target:.2f}"
+    if "student_int8" in evals:
+        gap = evals["student_int8"]["metrics"]["roc_auc"] - auc
+        text += f"; the int8 model's AUC differs from it by {gap:+.4f}"
+    return text + "."
+
+
 def threshold_reading(
     evaluation: Mapping[str, Any], calibration: Mapping[str, Any] | None = None
 ) -> str | None:
@@ -260,6 +274,8 @@ def render(runs: Sequence[Mapping[str, Any]], results: Path, notes: Sequence[str
             continue
         lines += metrics_section(r["label"], display_command(r), run)
         found = [cell_reading(run["ablation"], cell, thing) for cell, thing in CELL_READINGS]
+        if "target_auc" in r:
+            found.append(target_reading(run, r["target_auc"]))
         if "student" in run["evals"]:
             found.append(threshold_reading(run["evals"]["student"], run["calibration"]))
         readings += [f"- {r['label']}: {text}" for text in found if text]

@@ -23,7 +23,13 @@ from skinkd.errors import ConfigError, SkinkdError
 log = logging.getLogger(__name__)
 
 REQUIRED = ("name", "label", "configfiles")
-OPTIONAL = ("targets", "compare_split_with", "compare_distillation_with", "paper_dataset")
+OPTIONAL = (
+    "targets",
+    "compare_split_with",
+    "compare_distillation_with",
+    "paper_dataset",
+    "target_auc",
+)
 
 
 def _read(path: Path) -> Mapping[str, Any]:

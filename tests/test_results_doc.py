@@ -68,7 +68,7 @@ def test_render_tabulates_runs_reads_the_split_and_lists_missing_runs(tmp_path):
     grouped = fake_run(tmp_path, "grouped", 1.0, ablation_table(0.85, 0.80, 0.01))
     leaky = fake_run(tmp_path, "leaky", 3.0)
     runs = [
-        {"name": "grouped", "label": "Grouped", "targets": ["all"], "configfiles": ["a.yaml"]},
+        {"name": "grouped", "label": "Grouped", "targets": ["all"], "configfiles": ["a.yaml"], "target_auc": 0.99},
         {"name": "leaky", "label": "Leaky", "targets": ["all"], "configfiles": ["a.yaml", "b.yaml"],
          "compare_split_with": "grouped"},
         {"name": "nokd", "label": "No KD", "targets": ["all"], "configfiles": ["a.yaml", "c.yaml"],
@@ -88,6 +88,7 @@ def test_render_tabulates_runs_reads_the_split_and_lists_missing_runs(tmp_path):
     assert f"ours (No KD): accuracy {nokd['metrics']['accuracy']:.4f}" in text
     assert "Not run yet: `snakemake all ablation --cores 2`." in text
     assert "## Notes\n\n- A note." in text
+    assert f"- Grouped: the student's test AUC {auc:.3f} falls short of the target 0.99." in text
     assert "trains the student on 2000 training images at 64 px for 6 epochs" in text
     assert "Deployment threshold (model card): 0.250, chosen on the validation split for sensitivity 0.90" in text
     assert "sensitivity 0.880 and specificity 0.600" in text
