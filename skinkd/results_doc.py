@@ -65,11 +65,16 @@ def _paper(value: Any) -> str:
 
 
 def ablation_budget(run: Path) -> dict[str, Any]:
-    """What the grid's baseline cell trained on, and the grid's own wall time."""
-    baseline = json.loads(next((run / "ablation" / "cells" / "baseline").glob("seed_*.json")).read_text())
+    """What the grid's cells trained on (images; epochs of each cell, after the budget's
+    scaling), and the grid's own wall time."""
+    cells = {}
+    for folder in sorted((run / "ablation" / "cells").iterdir()):
+        first = next(folder.glob("seed_*.json"), None)
+        if first is not None:
+            cells[folder.name] = json.loads(first.read_text())
     return {
-        "train_images": baseline["train_images"],
-        "epochs": baseline["student"]["epochs"],
+        "train_images": cells["baseline"]["train_images"],
+        "epochs": {cell: result["student"]["epochs"] for cell, result in cells.items()},
         "wall_seconds": wall_seconds(run, "benchmarks/ablation/*.tsv"),
     }
 
@@ -104,16 +109,17 @@ def metrics_section(label: str, command: str, run: Mapping[str, Any]) -> list[st
         budget = run["ablation_budget"]
         lines += ["", f"Ablation grid budget: each cell trains the student on "
                   f"{budget['train_images']} training images at "
-                  f"{run['image_size']} px for {budget['epochs']} epochs in the baseline (the "
-                  f"epochs factor scaled alike), {int(ablation['seeds'].max())} seeds; the grid "
+                  f"{run['image_size']} px for {budget['epochs']['baseline']} epochs in the baseline "
+                  f"(the epochs column: every epoch count scaled alike), "
+                  f"{int(ablation['seeds'].max())} seeds; the grid "
                   f"took {budget['wall_seconds'] / 60:.1f} min wall on this machine. The paper's "
                   "accuracy (its Table 3: 224 px, 70 epochs, image-level split, paper mapping) "
                   "is beside each cell it tested."]  # fmt: skip
-        lines += ["", "| cell | seeds | test ROC AUC mean ± sd | accuracy mean ± sd | paper HAM10000 acc |",
-                  "|---|---|---|---|---|"]  # fmt: skip
+        lines += ["", "| cell | epochs | seeds | test ROC AUC mean ± sd | accuracy mean ± sd | paper HAM10000 acc |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
         for _, row in ablation.iterrows():
             lines.append(
-                f"| {row['cell']} | {row['seeds']} | {row['roc_auc_mean']:.3f} ± "
+                f"| {row['cell']} | {budget['epochs'].get(row['cell'], '')} | {row['seeds']} | {row['roc_auc_mean']:.3f} ± "
                 f"{row['roc_auc_std']:.3f} | {row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f} | "
                 f"{_paper(row.get('paper_ham10000_accuracy'))} |"
             )
@@ -153,6 +159,18 @@ def cell_reading(ablation: pd.DataFrame | None, cell: str, thing: str) -> str | 
         f"{without['roc_auc_mean']:.3f} without ({gain:+.3f}, {int(with_it['seeds'])} seeds, "
         f"spread {spread:.3f}): {verdict}."
     )
+
+
+def largest_effects(ablation: pd.DataFrame | None, count: int = 3) -> str | None:
+    """The cells whose mean test AUC moves furthest from the baseline's."""
+    if ablation is None or "baseline" not in set(ablation["cell"]):
+        return None
+    cells = ablation.set_index("cell")["roc_auc_mean"]
+    change = (cells.drop("baseline") - cells["baseline"]).sort_values(key=abs, ascending=False)
+    if change.empty:
+        return None
+    listed = ", ".join(f"{cell} {delta:+.3f}" for cell, delta in change.head(count).items())
+    return f"the largest changes of mean test AUC from the baseline's {cells['baseline']:.3f}: {listed}."
 
 
 def distillation_reading(ablation: pd.DataFrame | None) -> str | None:
@@ -274,6 +292,7 @@ def render(runs: Sequence[Mapping[str, Any]], results: Path, notes: Sequence[str
             continue
         lines += metrics_section(r["label"], display_command(r), run)
         found = [cell_reading(run["ablation"], cell, thing) for cell, thing in CELL_READINGS]
+        found.append(largest_effects(run["ablation"]))
         if "target_auc" in r:
             found.append(target_reading(run, r["target_auc"]))
         if "student" in run["evals"]:

@@ -33,8 +33,10 @@ def fake_run(results, name, auc_shift, ablation=None):
     if ablation is not None:
         (run / "ablation/cells/baseline").mkdir(parents=True)
         ablation.to_csv(run / "ablation/ablation.csv", index=False)
-        cell = {"train_images": 2000, "student": {"epochs": 6}}
-        (run / "ablation/cells/baseline/seed_0.json").write_text(json.dumps(cell))
+        for name, epochs in (("baseline", 6), ("alpha-1.0", 6)):
+            (run / f"ablation/cells/{name}").mkdir(parents=True, exist_ok=True)
+            cell = {"train_images": 2000, "student": {"epochs": epochs}}
+            (run / f"ablation/cells/{name}/seed_0.json").write_text(json.dumps(cell))
     return json.loads((run / "eval/student.json").read_text())
 
 
@@ -90,6 +92,8 @@ def test_render_tabulates_runs_reads_the_split_and_lists_missing_runs(tmp_path):
     assert "## Notes\n\n- A note." in text
     assert f"- Grouped: the student's test AUC {auc:.3f} falls short of the target 0.99." in text
     assert "trains the student on 2000 training images at 64 px for 6 epochs" in text
+    assert "| alpha-1.0 | 6 | 3 | 0.800 ± 0.010 |" in text
+    assert "the largest changes of mean test AUC from the baseline's 0.850: alpha-1.0 -0.050." in text
     assert "Deployment threshold (model card): 0.250, chosen on the validation split for sensitivity 0.90" in text
     assert "sensitivity 0.880 and specificity 0.600" in text
     assert "0.850 with distillation, 0.800 without (+0.050" in text
