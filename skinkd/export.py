@@ -226,7 +226,8 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in blocks (model files can be large)."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -269,7 +270,7 @@ def write_model_card(
         recorded[name] = {
             "path": Path(os.path.relpath(file.resolve(), card_path.resolve().parent)).as_posix(),
             "bytes": file.stat().st_size,
-            "sha256": _sha256(file),
+            "sha256": file_sha256(file),
         }
     card = {
         "skinkd_version": __version__,

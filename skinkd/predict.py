@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import hashlib
 import io
 import json
 import os
@@ -22,7 +21,7 @@ import numpy as np
 
 from skinkd.atomic import write_text
 from skinkd.errors import ConfigError, DataError, SkinkdError
-from skinkd.export import read_model_card
+from skinkd.export import file_sha256, read_model_card
 from skinkd.images import IMAGE_SUFFIXES, read_image
 from skinkd.inference import load_classifier, malignant_probability
 from skinkd.parallel import map_chunks_in_processes
@@ -46,10 +45,6 @@ def image_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return found
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 class Predictor:
     """A model file plus the model card beside it, checked against each other."""
 
@@ -66,7 +61,7 @@ class Predictor:
                 "preprocessing and threshold the model was trained with"
             )
         self.card = read_model_card(card_path)
-        digest = _sha256(self.model_path)
+        digest = file_sha256(self.model_path)
         if digest not in {entry["sha256"] for entry in self.card["files"].values()}:
             raise DataError(
                 f"{card_path}: the card does not describe {self.model_path.name} (its SHA-256 is "

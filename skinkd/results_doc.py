@@ -215,7 +215,7 @@ def threshold_reading(
     )
 
 
-def _student_auc(run: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+def _student_eval(run: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     if run is None or "student" not in run["evals"]:
         return None
     return run["evals"]["student"]
@@ -230,7 +230,7 @@ def pair_readings(
         for key in ("compare_split_with", "compare_distillation_with"):
             if key not in run:
                 continue
-            this, other = _student_auc(loaded[run["name"]]), _student_auc(loaded[run[key]])
+            this, other = _student_eval(loaded[run["name"]]), _student_eval(loaded[run[key]])
             if this is None or other is None:
                 continue
             a, b = this["metrics"]["roc_auc"], other["metrics"]["roc_auc"]
@@ -254,7 +254,7 @@ def paper_readings(runs: Sequence[Mapping[str, Any]], loaded: Mapping[str, Any])
     """Each run's student accuracy and MCC beside the paper's for the same dataset."""
     readings = []
     for run in runs:
-        student = _student_auc(loaded[run["name"]])
+        student = _student_eval(loaded[run["name"]])
         dataset = run.get("paper_dataset")
         if student is None or dataset is None:
             continue
