@@ -23,7 +23,14 @@ import pandas as pd
 
 from skinkd.atomic import write_text
 from skinkd.paper import PAPER_FIGURES
-from skinkd.suite import display_command, job_seconds, load_notes, load_runs, wall_seconds
+from skinkd.suite import (
+    COMPARISONS,
+    display_command,
+    job_seconds,
+    load_notes,
+    load_runs,
+    wall_seconds,
+)
 
 MODELS = ("teacher", "student", "student_fp16", "student_int8")
 
@@ -224,10 +231,11 @@ def _student_eval(run: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
 def pair_readings(
     runs: Sequence[Mapping[str, Any]], loaded: Mapping[str, Mapping[str, Any] | None]
 ) -> list[str]:
-    """Readings that compare two runs: split inflation, distillation at the full budget."""
+    """Readings that compare two runs: split inflation, distillation at the full budget,
+    a larger training budget."""
     readings = []
     for run in runs:
-        for key in ("compare_split_with", "compare_distillation_with"):
+        for key in COMPARISONS:
             if key not in run:
                 continue
             this, other = _student_eval(loaded[run["name"]]), _student_eval(loaded[run[key]])
@@ -242,10 +250,15 @@ def pair_readings(
                     f"- Split: the image-level split changes the student's test AUC by {a - b:+.3f} "
                     f"({a:.3f} against {b:.3f} lesion-grouped, {label}; {overlap})."
                 )
-            else:
+            elif key == "compare_distillation_with":
                 readings.append(
                     f"- Distillation at the full budget, one seed: student test AUC {b:.3f} with "
                     f"distillation, {a:.3f} without ({b - a:+.3f}; {overlap})."
+                )
+            else:
+                readings.append(
+                    f"- Budget: {run['label']} gives student test AUC {a:.3f} against {b:.3f} "
+                    f"for {label} ({a - b:+.3f}; {overlap})."
                 )
     return readings
 

@@ -23,10 +23,13 @@ from skinkd.errors import ConfigError, SkinkdError
 log = logging.getLogger(__name__)
 
 REQUIRED = ("name", "label", "configfiles")
+# Keys that name another run to compare with (split, distillation, training budget).
+COMPARISONS = ("compare_split_with", "compare_distillation_with", "compare_budget_with")
 OPTIONAL = (
     "targets",
     "compare_split_with",
     "compare_distillation_with",
+    "compare_budget_with",
     "paper_dataset",
     "target_auc",
 )
@@ -64,11 +67,11 @@ def load_runs(path: str | Path) -> list[dict[str, Any]]:
         names.add(entry["name"])
         runs.append({"targets": ["all"], **entry})
     for run in runs:
-        for key in ("compare_split_with", "compare_distillation_with"):
+        for key in COMPARISONS:
             if key in run and run[key] not in names:
                 raise ConfigError(f"{path}: run {run['name']!r}: {key} names no run: {run[key]!r}")
-        if entry.get("paper_dataset", "ham10000") not in ("ham10000", "kaggle"):
-            raise ConfigError(f"{where}: paper_dataset must be ham10000 or kaggle")
+        if run.get("paper_dataset", "ham10000") not in ("ham10000", "kaggle"):
+            raise ConfigError(f"{path}: run {run['name']!r}: paper_dataset must be ham10000 or kaggle")
     return runs
 
 

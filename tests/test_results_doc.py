@@ -75,9 +75,12 @@ def test_render_tabulates_runs_reads_the_split_and_lists_missing_runs(tmp_path):
          "compare_split_with": "grouped"},
         {"name": "nokd", "label": "No KD", "targets": ["all"], "configfiles": ["a.yaml", "c.yaml"],
          "compare_distillation_with": "grouped", "paper_dataset": "ham10000"},
+        {"name": "long", "label": "Long", "targets": ["all"], "configfiles": ["a.yaml", "d.yaml"],
+         "compare_budget_with": "grouped"},
         {"name": "absent", "label": "Absent", "targets": ["all", "ablation"], "configfiles": []},
     ]  # fmt: skip
     nokd = fake_run(tmp_path, "nokd", 0.5)
+    long = fake_run(tmp_path, "long", 4.0)
     text = render(runs, tmp_path, ["A note."])
     auc = grouped["metrics"]["roc_auc"]
     low, high = grouped["intervals"]["roc_auc"]
@@ -87,6 +90,8 @@ def test_render_tabulates_runs_reads_the_split_and_lists_missing_runs(tmp_path):
     assert f"changes the student's test AUC by {inflation:+.3f}" in text
     gain = auc - nokd["metrics"]["roc_auc"]
     assert f"{auc:.3f} with distillation, {nokd['metrics']['roc_auc']:.3f} without ({gain:+.3f}" in text
+    longer = long["metrics"]["roc_auc"]
+    assert f"- Budget: Long gives student test AUC {longer:.3f} against {auc:.3f} for Grouped ({longer - auc:+.3f};" in text
     assert f"ours (No KD): accuracy {nokd['metrics']['accuracy']:.4f}" in text
     assert "Not run yet: `snakemake all ablation --cores 2`." in text
     assert "## Notes\n\n- A note." in text

@@ -48,6 +48,9 @@ def test_targets_default_to_all_and_commands_layer_the_presets(tmp_path):
         ("runs:\n- {name: a, label: A, configfiles: []}\n- {name: a, label: B, configfiles: []}\n", "listed twice"),
         ("runs:\n- {name: a, label: A, configfiles: [], compare_split_with: b}\n", "compare_split_with names no run"),
         ("runs:\n- {name: a, label: A, configfiles: [], paper_dataset: isic}\n", "paper_dataset"),
+        ("runs:\n- {name: a, label: A, configfiles: [], paper_dataset: isic}\n- {name: b, label: B, configfiles: []}\n",
+         "run 'a': paper_dataset"),
+        ("runs:\n- {name: a, label: A, configfiles: [], compare_budget_with: b}\n", "compare_budget_with names no run"),
         ("no_runs: []\n", "cannot read a 'runs' list"),
     ],
 )
