@@ -23,6 +23,7 @@ from skinkd.cache import load_shards
 from skinkd.images import read_image
 from skinkd.manifest import read_manifest
 from skinkd.preprocess import Preprocessing, preprocess_image
+from skinkd.suite import load_runs
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TEST_PRESET = str(PROJECT / "config" / "test.yaml")
@@ -117,6 +118,20 @@ def test_paper_preset_plans_the_cached_paper_teacher(tmp_path):
     jobs = planned_jobs(tmp_path, "--configfile", *presets, str(root_file))
     assert jobs["teacher_features"] == 1 and jobs["student_train"] == 1
     assert jobs["preprocess_shard"] == 8
+
+
+@pytest.mark.parametrize(
+    "run", [r for r in load_runs(PROJECT / "docs/runs.yaml") if r["configfiles"]], ids=lambda r: r["name"]
+)
+def test_every_suite_run_plans_on_the_shared_data(tmp_path, run):
+    """Each run of docs/runs.yaml passes the schema and plans one student on its real data."""
+    roots = [yaml.safe_load((PROJECT / f).read_text()).get("dataset", {}).get("root") for f in run["configfiles"]]
+    root = require_shared(Path([r for r in roots if r][-1]).name)
+    root_file = tmp_path / "root.yaml"
+    root_file.write_text(yaml.safe_dump({"dataset": {"root": str(root)}}))
+    files = [str(PROJECT / f) for f in run["configfiles"]]
+    jobs = planned_jobs(tmp_path, "--configfile", *files, str(root_file), target=run["targets"][0])
+    assert "synthesize" not in jobs and jobs["student_train"] == 1
 
 
 @pytest.mark.parametrize(
