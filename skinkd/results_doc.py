@@ -50,9 +50,7 @@ def load_run(results: Path, name: str) -> dict[str, Any] | None:
     ablation = run / "ablation" / "ablation.csv"
     card = run / "export" / "model_card.json"
     calibration = run / "eval" / "calibration.json"
-    history = run / "student" / "history.csv"
     return {
-        "history": pd.read_csv(history) if history.exists() else None,
         "calibration": json.loads(calibration.read_text()) if calibration.exists() else None,
         "image_size": json.loads(card.read_text())["image_size"] if card.exists() else None,
         "ablation_budget": ablation_budget(run) if ablation.exists() else None,
@@ -201,31 +199,6 @@ def target_reading(run: Mapping[str, Any], target: float) -> str | None:
     return text + "."
 
 
-# A training AUC at most this far above the validation AUC counts as underfitting.
-UNDERFIT_GAP = 0.02
-
-
-def fit_reading(history: pd.DataFrame | None) -> str | None:
-    """How well the student fits its own training images at the restored epoch. A training
-    AUC no higher than the validation AUC means it underfits: capacity or features, not
-    overfitting, hold it back."""
-    if history is None or "auc" not in history or not history["best"].any():
-        return None
-    best = history[history["best"]].iloc[0]
-    gap = best["auc"] - best["val_auc"]
-    text = (
-        f"at its restored epoch {int(best['epoch'])} of {len(history)} the student has training "
-        f"AUC {best['auc']:.3f} (augmented images, mean over the epoch) and validation AUC "
-        f"{best['val_auc']:.3f}"
-    )
-    if gap <= UNDERFIT_GAP:
-        return text + (
-            ": it fits its training images no better than unseen ones, so it underfits; more "
-            "capacity or better features, not regularisation, would raise it."
-        )
-    return text + f": it fits its training images better by {gap:.3f}."
-
-
 def threshold_reading(
     evaluation: Mapping[str, Any], calibration: Mapping[str, Any] | None = None
 ) -> str | None:
@@ -334,7 +307,7 @@ def render(runs: Sequence[Mapping[str, Any]], results: Path, notes: Sequence[str
         found = [cell_reading(run["ablation"], cell, thing) for cell, thing in CELL_READINGS]
         found.append(largest_effects(run["ablation"]))
         if "target_auc" in r:
-            found += [target_reading(run, r["target_auc"]), fit_reading(run["history"])]
+            found.append(target_reading(run, r["target_auc"]))
         if "student" in run["evals"]:
             found.append(threshold_reading(run["evals"]["student"], run["calibration"]))
         readings += [f"- {r['label']}: {text}" for text in found if text]

@@ -8,23 +8,7 @@ import numpy as np
 import pandas as pd
 
 from skinkd.metrics import evaluate_model, write_evaluation
-from skinkd.results_doc import cell_reading, distillation_reading, fit_reading, main, render
-
-
-def history(best_auc, best_val_auc):
-    """A three-epoch training history whose second epoch was restored."""
-    return pd.DataFrame({"epoch": [1, 2, 3], "auc": [0.7, best_auc, 0.9], "val_auc": [0.7, best_val_auc, 0.6],
-                         "best": [False, True, False]})  # fmt: skip
-
-
-def test_fit_reading_calls_a_student_no_better_on_training_images_underfitting():
-    assert fit_reading(history(0.80, 0.82)) == (
-        "at its restored epoch 2 of 3 the student has training AUC 0.800 (augmented images, mean over "
-        "the epoch) and validation AUC 0.820: it fits its training images no better than unseen ones, "
-        "so it underfits; more capacity or better features, not regularisation, would raise it."
-    )
-    assert fit_reading(history(0.95, 0.82)).endswith(": it fits its training images better by 0.130.")
-    assert fit_reading(None) is None
+from skinkd.results_doc import cell_reading, distillation_reading, main, render
 
 
 def fake_run(results, name, auc_shift, ablation=None):
@@ -44,8 +28,6 @@ def fake_run(results, name, auc_shift, ablation=None):
     calibration = {"threshold": 0.25, "target_sensitivity": 0.9, "test_ece": 0.04,
                    "test": {"sensitivity": 0.88, "specificity": 0.6}}  # fmt: skip
     (run / "eval/calibration.json").write_text(json.dumps(calibration))
-    (run / "student").mkdir()
-    history(0.80, 0.82).to_csv(run / "student/history.csv", index=False)
     (run / "export").mkdir()
     (run / "export/model_card.json").write_text(json.dumps({"image_size": 64}))
     if ablation is not None:
@@ -114,8 +96,6 @@ def test_render_tabulates_runs_reads_the_split_and_lists_missing_runs(tmp_path):
     assert "Not run yet: `snakemake all ablation --cores 2`." in text
     assert "## Notes\n\n- A note." in text
     assert f"- Grouped: the student's test AUC {auc:.3f} falls short of the target 0.99." in text
-    assert "- Grouped: at its restored epoch 2 of 3 the student has training AUC 0.800" in text
-    assert "- Leaky: at its restored epoch" not in text
     assert "trains the student on 2000 training images at 64 px for 6 epochs" in text
     assert "| alpha-1.0 | 6 | 3 | 0.800 ± 0.010 |" in text
     assert "the largest changes of mean test AUC from the baseline's 0.850: alpha-1.0 -0.050." in text
