@@ -25,14 +25,7 @@ log = logging.getLogger(__name__)
 REQUIRED = ("name", "label", "configfiles")
 # Keys that name another run to compare with (split, distillation, training budget).
 COMPARISONS = ("compare_split_with", "compare_distillation_with", "compare_budget_with")
-OPTIONAL = (
-    "targets",
-    "compare_split_with",
-    "compare_distillation_with",
-    "compare_budget_with",
-    "paper_dataset",
-    "target_auc",
-)
+OPTIONAL = ("targets", *COMPARISONS, "paper_dataset", "target_auc")
 
 
 def _read(path: Path) -> Mapping[str, Any]:
