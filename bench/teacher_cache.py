@@ -50,13 +50,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 
-from skinkd.models import (  # noqa: E402
-    BACKBONES,
-    build_backbone,
-    build_teacher,
-    build_teacher_head,
-    extract_features,
-)
+from skinkd.backbones.registry import BACKBONES, build_backbone  # noqa: E402
+from skinkd.models import build_teacher, build_teacher_head, extract_features  # noqa: E402
 from skinkd.preprocess import Preprocessing, preprocess_image  # noqa: E402
 from skinkd.presets import TEACHER_PRESETS  # noqa: E402
 from skinkd.synthetic import render_lesion  # noqa: E402

@@ -53,7 +53,8 @@ def student_seconds(images, labels, epochs: int) -> float:
 
 
 def feature_rate(preset: str, n: int, batch: int = 32) -> dict:
-    from skinkd.models import build_backbone, extract_features
+    from skinkd.backbones.registry import build_backbone
+    from skinkd.models import extract_features
     from skinkd.presets import TEACHER_PRESETS
 
     images, _ = lesions(n, 224, seed=2)

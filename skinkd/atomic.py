@@ -35,6 +35,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def atomic_suffixed_path(path: str | os.PathLike, suffix: str) -> Iterator[Path]:
+    """``atomic_path`` for writers that insist on a file suffix (Keras: ``.keras``,
+    ``.weights.h5``): the staged file carries it until the rename."""
+    with atomic_path(path) as tmp:
+        staged = tmp.with_name(tmp.name + suffix)
+        try:
+            yield staged
+            os.replace(staged, tmp)
+        finally:
+            staged.unlink(missing_ok=True)
+
+
 def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write a CSV atomically with fixed formatting (LF line ends) so reruns are byte-identical."""
     with atomic_path(path) as tmp:

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from skinkd.errors import ConfigError
-from skinkd.models import BACKBONES
+from skinkd.backbones.registry import BACKBONES
 from skinkd.preprocess import rescale
 
 MALIGNANT = 1

@@ -19,7 +19,6 @@ devices): TensorFlow and Keras are imported inside ``export_tflite`` alone.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -34,6 +33,7 @@ from ai_edge_litert.interpreter import Interpreter
 from skinkd import __version__
 from skinkd.atomic import atomic_path, write_text
 from skinkd.errors import ConfigError, DataError, SkinkdError
+from skinkd.hashing import file_sha256
 from skinkd.preprocess import rescale
 
 if TYPE_CHECKING:
@@ -224,15 +224,6 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in blocks (model files can be large)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_model_card(

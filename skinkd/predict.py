@@ -21,7 +21,8 @@ import numpy as np
 
 from skinkd.atomic import write_text
 from skinkd.errors import ConfigError, DataError, SkinkdError
-from skinkd.export import file_sha256, read_model_card
+from skinkd.export import read_model_card
+from skinkd.hashing import file_sha256
 from skinkd.images import IMAGE_SUFFIXES, read_image
 from skinkd.inference import load_classifier, malignant_probability
 from skinkd.parallel import map_chunks_in_processes

@@ -128,3 +128,16 @@ def leakage_table(
             }
         )
     return pd.DataFrame(rows)
+
+
+def subsample_indices(labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """At most ``limit`` indices, stratified by label and seeded (all of them if no limit)."""
+    if limit is None or limit >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    keep = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        share = round(limit * len(members) / len(labels))
+        keep.append(rng.choice(members, share, replace=False))
+    return np.sort(np.concatenate(keep))

@@ -20,6 +20,7 @@ from skinkd.atomic import atomic_path
 from skinkd.cache import load_splits
 from skinkd.errors import ConfigError, DataError
 from skinkd.presets import TEACHER_PRESETS
+from skinkd.soft_labels import write_soft_labels
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,8 @@ def cache_features(
     """
     import keras
 
-    from skinkd.models import build_backbone, extract_features
+    from skinkd.backbones.registry import build_backbone
+    from skinkd.models import extract_features
     from skinkd.train import augmenter_from_config
 
     keras.utils.set_random_seed(seed)
@@ -121,7 +123,8 @@ def train_teacher_head(
     """Train the fusion head on cached features (training images plus augmented views)."""
     import keras
 
-    from skinkd.models import BACKBONES, build_teacher_head
+    from skinkd.backbones.registry import BACKBONES
+    from skinkd.models import build_teacher_head
     from skinkd.train import FeatureBatches, fit_classifier, make_optimizer
 
     keras.utils.set_random_seed(seed)
@@ -224,26 +227,10 @@ def soft_labels(
             logits = keras_logits(model, images, batch)
         parts.append((ids, np.full(len(ids), split), labels, np.asarray(logits, np.float32)))
         log.info("%s: %d teacher logits", split, len(ids))
-    with atomic_path(out) as tmp, open(tmp, "wb") as handle:
-        np.savez(
-            handle,
-            image_ids=np.concatenate([p[0] for p in parts]),
-            split=np.concatenate([p[1] for p in parts]),
-            labels=np.concatenate([p[2] for p in parts]),
-            logits=np.concatenate([p[3] for p in parts]),
-        )
-
-
-def read_soft_labels(
-    path: str | os.PathLike, split: str, image_ids: Sequence[str]
-) -> np.ndarray:
-    """Teacher logits for ``image_ids`` of one split, in that order."""
-    data = np.load(path)
-    rows = data["split"] == split
-    position = pd.Series(np.flatnonzero(rows), index=data["image_ids"][rows])
-    missing = [i for i in image_ids if i not in position.index]
-    if missing:
-        raise DataError(
-            f"{path}: no teacher logits for {len(missing)} {split} image(s), e.g. {missing[:3]}"
-        )
-    return data["logits"][position.loc[list(image_ids)].to_numpy()]
+    write_soft_labels(
+        out,
+        image_ids=np.concatenate([p[0] for p in parts]),
+        split=np.concatenate([p[1] for p in parts]),
+        labels=np.concatenate([p[2] for p in parts]),
+        logits=np.concatenate([p[3] for p in parts]),
+    )

@@ -22,10 +22,13 @@ import numpy as np
 import pandas as pd
 from keras import ops
 
-from skinkd.atomic import atomic_path, write_csv
+from skinkd.atomic import atomic_suffixed_path, write_csv
+from skinkd.cache import load_splits
 from skinkd.errors import ConfigError, DataError
 from skinkd.models import build_student
 from skinkd.preprocess import rescale
+from skinkd.soft_labels import read_soft_labels
+from skinkd.split import subsample_indices
 
 log = logging.getLogger(__name__)
 
@@ -287,13 +290,8 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
 def save_keras(model: keras.Model, path: str | os.PathLike) -> None:
     """Save a model as .keras atomically (Keras insists on the suffix, so the staged file
     carries it before the rename)."""
-    with atomic_path(path) as tmp:
-        staged = tmp.with_name(tmp.name + ".keras")
-        try:
-            model.save(staged)
-            os.replace(staged, tmp)
-        finally:
-            staged.unlink(missing_ok=True)
+    with atomic_suffixed_path(path, ".keras") as staged:
+        model.save(staged)
 
 
 def inference_copy(model: keras.Model) -> keras.Model:
@@ -434,10 +432,6 @@ def distil_from_cache(
     """``train_student`` on the cached train and val splits with the stored teacher logits;
     ``student`` is the config's student section. With ``max_train_images``, a stratified
     seeded subsample of the training split. Returns the student and its training-set size."""
-    from skinkd.ablation import subsample_indices
-    from skinkd.cache import load_splits
-    from skinkd.teacher import read_soft_labels
-
     data = load_splits(shard_paths, splits, ("train", "val"))
     train_images, train_labels, train_ids = data["train"]
     keep = subsample_indices(train_labels, max_train_images, seed)

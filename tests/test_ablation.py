@@ -9,11 +9,11 @@ from skinkd.ablation import (
     BASELINE,
     ablation_cells,
     preprocessing_variant,
-    subsample_indices,
     summarise,
 )
 from skinkd.paper import with_paper_ablation
 from skinkd.preprocess import Preprocessing
+from skinkd.split import subsample_indices
 
 CHOSEN = {"optimizer": "adafactor", "learning_rate": 0.002, "batch_size": 64, "epochs": 70,
           "temperature": 1, "alpha": 0.5, "feature_conversion": "gmp"}  # fmt: skip

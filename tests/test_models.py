@@ -10,17 +10,11 @@ import keras
 import numpy as np
 import pytest
 
-from skinkd import models
+from skinkd.backbones import registry
+from skinkd.backbones.registry import BACKBONES, build_backbone
 from skinkd.errors import ConfigError, DataError, SkinkdError
-from skinkd.models import (
-    BACKBONES,
-    TEACHER_PRESETS,
-    build_backbone,
-    build_student,
-    build_teacher,
-    build_teacher_head,
-    extract_features,
-)
+from skinkd.models import build_student, build_teacher, build_teacher_head, extract_features
+from skinkd.presets import TEACHER_PRESETS
 from skinkd.preprocess import rescale
 
 # Parameter counts of the published architectures, include_top=False / without the head.
@@ -323,7 +317,7 @@ def test_stalled_vit_download_times_out_within_seconds(monkeypatch):
     silent.bind(("127.0.0.1", 0))
     silent.listen(1)
     url = f"http://127.0.0.1:{silent.getsockname()[1]}/vit_ti16_stalled.npz"
-    monkeypatch.setattr(models, "DOWNLOAD_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(registry, "DOWNLOAD_TIMEOUT_S", 1.0)
     default_timeout = socket.getdefaulttimeout()
     monkeypatch.setitem(
         BACKBONES, "vit_ti16", dataclasses.replace(BACKBONES["vit_ti16"], vit_imagenet_url=url)

@@ -8,10 +8,10 @@ import pytest
 
 from skinkd.cache import write_shard
 from skinkd.errors import ConfigError
+from skinkd.soft_labels import read_soft_labels
 from skinkd.teacher import (
     cache_features,
     load_features,
-    read_soft_labels,
     resolve_teacher,
     soft_labels,
     train_teacher_end_to_end,

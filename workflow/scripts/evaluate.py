@@ -8,7 +8,7 @@ from skinkd.evaluation import evaluate_logits
 from skinkd.inference import model_logits
 from skinkd.manifest import read_manifest
 from skinkd.metrics import write_evaluation
-from skinkd.teacher import read_soft_labels
+from skinkd.soft_labels import read_soft_labels
 from skinkd.workflow import run_rule
 
 
