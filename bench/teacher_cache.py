@@ -11,7 +11,7 @@ and learning rate, this measures:
   on ``ImageBatches`` (backbones frozen, run forward on every training and validation batch);
 - the one-off cache build: seconds to extract the training and validation features once
   (after a one-batch warm-up that pays for graph tracing, reported apart), and seconds per
-  augmented view (one more pass over the training images through the config's augmenter);
+  augmented view (one more pass over the training images, warped by the config's views);
 - break-even epochs = cache build / (epoch without - epoch with), both free of tracing;
 - the whole run's wall time each way, building, tracing and saving included.
 Both runs see the un-augmented training images (the pipeline's head also trains on the
@@ -50,6 +50,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 
+from skinkd.augment import Augmentation, view_transforms  # noqa: E402
 from skinkd.backbones.registry import BACKBONES, build_backbone  # noqa: E402
 from skinkd.models import build_teacher, build_teacher_head, extract_features  # noqa: E402
 from skinkd.preprocess import Preprocessing, preprocess_image  # noqa: E402
@@ -58,7 +59,6 @@ from skinkd.synthetic import render_lesion  # noqa: E402
 from skinkd.train import (  # noqa: E402
     FeatureBatches,
     ImageBatches,
-    augmenter_from_config,
     fit_classifier,
     make_optimizer,
 )
@@ -158,9 +158,9 @@ def main() -> None:
         start = time.perf_counter()
         val_x = extract_features(models, val_images, args.batch_size)
         val_extract_s = time.perf_counter() - start
-        augmenter = augmenter_from_config(augment, SEED + 1)
+        views = view_transforms(Augmentation.from_config(augment), len(train_images), SEED, 1)
         start = time.perf_counter()
-        extract_features(models, train_images, args.batch_size, augmenter=augmenter)
+        extract_features(models, train_images, args.batch_size, transforms=views)
         view_s = time.perf_counter() - start
         feature_shapes = {name: tuple(a.shape[1:]) for name, a in train_x.items()}
         del models

@@ -6,7 +6,8 @@ for 1 + --epochs epochs; the difference divided by --epochs is one epoch without
 saving, so images/s = training images / that (after a small warm-up run that pays the
 process's one-off start-up). Teacher: skinkd.models.extract_features with
 each preset's backbones (random weights: the cost does not depend on them) at 224 px, after
-a one-batch warm-up, over --feature-images images (fewer for the paper preset). Writes
+a one-batch warm-up, over --feature-images images (fewer for the paper preset), and what
+that rate makes of the whole HAM10000 cache of config/ham10000_pretrained.yaml. Writes
 bench/results/training.json.
 
     .venv/bin/python bench/training.py [--sizes 64 224] [--train-images 512] [--epochs 2]
@@ -26,6 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from report import machine, write_report  # noqa: E402  (bench/ is the script's folder)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "training.json"
+# The HAM10000 feature cache of config/ham10000_pretrained.yaml: every image once, plus two
+# augmented views of the 7,015 training images of its lesion-grouped split.
+HAM10000_CACHE_PASSES = 10_015 + 2 * 7_015
 AUGMENT = {"rotation": 20, "height_shift": 0.1, "width_shift": 0.1, "shear": 0.1, "horizontal_flip": True}
 
 
@@ -63,8 +67,11 @@ def feature_rate(preset: str, n: int, batch: int = 32) -> dict:
     start = time.perf_counter()
     extract_features(backbones, images, batch)
     seconds = time.perf_counter() - start
+    rate = n / seconds
     return {"preset": preset, "backbones": TEACHER_PRESETS[preset], "image_size": 224, "images": n,
-            "seconds": round(seconds, 2), "images_per_second": round(n / seconds, 2)}  # fmt: skip
+            "seconds": round(seconds, 2), "images_per_second": round(rate, 2),
+            "ham10000_cache_passes": HAM10000_CACHE_PASSES,
+            "ham10000_cache_minutes": round(HAM10000_CACHE_PASSES / rate / 60, 1)}  # fmt: skip
 
 
 def main() -> None:
@@ -89,7 +96,8 @@ def main() -> None:
                          "images_per_second": round(args.train_images / epoch, 1)})  # fmt: skip
         print(students[-1], flush=True)
     features = []
-    for preset, n in (("tiny", args.feature_images), ("small", args.feature_images), ("paper", args.paper_images)):
+    presets = ("tiny", "small", "pretrained")
+    for preset, n in (*((p, args.feature_images) for p in presets), ("paper", args.paper_images)):
         features.append(feature_rate(preset, n))
         print(features[-1], flush=True)
     report = {

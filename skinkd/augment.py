@@ -147,6 +147,12 @@ def draw_transforms(augmentation: Augmentation, n: int, rng: np.random.Generator
     )
 
 
+def view_transforms(augmentation: Augmentation, n: int, seed: int, view: int) -> np.ndarray:
+    """View ``view`` (1..K) of each of ``n`` training images: the one stream of cached views
+    that the teacher's feature cache, its soft labels and consistent distillation share."""
+    return draw_transforms(augmentation, n, np.random.default_rng([seed, view]))
+
+
 def _check_transforms(transforms: np.ndarray) -> None:
     if transforms.ndim != 3 or transforms.shape[1:] != (2, 3):
         raise DataError(f"transforms: expected shape (n, 2, 3), got {transforms.shape}")

@@ -49,6 +49,22 @@ def check_config(config: Mapping[str, Any]) -> None:
             raise ConfigError(f"dataset.root: required when dataset.kind is {dataset['kind']}")
         if not Path(root).is_dir():
             raise ConfigError(f"dataset.root: folder {root!r} does not exist")
+    for section in ("teacher", "student"):
+        if config[section]["classes"] == "dx" and dataset["kind"] != "ham10000":
+            raise ConfigError(
+                f"{section}.classes: dx needs the HAM10000 diagnoses, but dataset.kind is "
+                f"{dataset['kind']} (no dx per image); use binary"
+            )
+    if config["student"]["classes"] == "dx" and config["teacher"]["classes"] != "dx":
+        raise ConfigError(
+            "student.classes: dx distils seven-class soft labels, so it needs "
+            "teacher.classes: dx"
+        )
+    if config["student"]["distillation"] == "consistent" and not config["teacher"]["augmented_views"]:
+        raise ConfigError(
+            "student.distillation: consistent trains on the teacher's cached views, so it "
+            "needs teacher.augmented_views of 1 or more"
+        )
     overlap = set(dataset["benign_classes"]) & set(dataset["malignant_classes"])
     if overlap:
         raise ConfigError(

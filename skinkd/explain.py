@@ -9,7 +9,7 @@ Gradients need the backend's autodiff: TensorFlow and PyTorch are supported.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import cv2
@@ -18,6 +18,7 @@ import numpy as np
 
 from skinkd.errors import ConfigError
 from skinkd.backbones.registry import BACKBONES
+from skinkd.models import MalignantLogits
 from skinkd.preprocess import rescale
 
 MALIGNANT = 1
@@ -30,21 +31,26 @@ def student_forward(model: keras.Model, layer: str = "conv3") -> Forward:
     return lambda images: tuple(both(images, training=False))
 
 
-def teacher_forward(model: keras.Model) -> Forward | None:
-    """(maps of the teacher's first convolutional backbone, logits) of an image-to-logits
-    teacher. None when there is nothing to explain: only transformer streams (no spatial
-    maps), or a saved fusion head alone (frozen backbones: the head was trained on cached
-    features and the saved model takes features, not images)."""
+def teacher_forward(
+    model: keras.Model, malignant: Sequence[bool] = (False, True)
+) -> Forward | None:
+    """(maps of the teacher's first convolutional backbone, benign/malignant logits) of an
+    image-to-logits teacher whose classes' malignancy is ``malignant``. None when there is
+    nothing to explain: only transformer streams (no spatial maps), or a saved fusion head
+    alone (frozen backbones: the head was trained on cached features and the saved model
+    takes features, not images)."""
     names = [layer.name for layer in model.layers]
     backbones = [name for name in names if name in BACKBONES]
     cnn = [name for name in backbones if BACKBONES[name].kind == "maps"]
     if not cnn or "teacher_head" not in names:
         return None
     head = model.get_layer("teacher_head")
+    collapse = MalignantLogits(list(malignant)) if len(malignant) != 2 else None
 
     def forward(images):
         features = {name: model.get_layer(name)(images, training=False) for name in backbones}
-        return features[cnn[0]], head(features, training=False)
+        logits = head(features, training=False)
+        return features[cnn[0]], logits if collapse is None else collapse(logits)
 
     return forward
 

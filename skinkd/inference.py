@@ -24,14 +24,20 @@ def malignant_probability(logits: np.ndarray) -> np.ndarray:
     return exp[:, 1] / exp.sum(axis=1)
 
 
-def keras_logits(model: Any, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Logits of a Keras image model for uint8 images, rescaled batch by batch (memory)."""
-    return np.concatenate(
-        [
-            np.asarray(model.predict_on_batch(rescale(images[i : i + batch_size])), np.float32)
-            for i in range(0, len(images), batch_size)
-        ]
-    )
+def keras_logits(
+    model: Any, images: np.ndarray, batch_size: int = 64, transforms: np.ndarray | None = None
+) -> np.ndarray:
+    """Logits of a Keras image model for uint8 images, rescaled batch by batch (memory);
+    ``transforms`` (``skinkd.augment`` views, one per image) warps each batch first."""
+    from skinkd.augment import warp_images
+
+    parts = []
+    for i in range(0, len(images), batch_size):
+        batch = images[i : i + batch_size]
+        if transforms is not None:
+            batch = warp_images(batch, transforms[i : i + batch_size])
+        parts.append(np.asarray(model.predict_on_batch(rescale(batch)), np.float32))
+    return np.concatenate(parts)
 
 
 class KerasClassifier:

@@ -8,13 +8,14 @@ where a probability is reported. Every model takes float images in [0, 1]
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import keras
 import numpy as np
 from keras import layers
 
+from skinkd.augment import warp_images
 from skinkd.backbones.registry import BACKBONES, KINDS, build_backbone
 from skinkd.errors import ConfigError
 from skinkd.preprocess import rescale
@@ -44,10 +45,11 @@ def _feature_conversion(name: str) -> layers.Layer:
     )
 
 
-def build_student(image_size: int, conversion: str = "gmp") -> keras.Model:
+def build_student(image_size: int, conversion: str = "gmp", num_classes: int = 2) -> keras.Model:
     """The paper's student: three conv/max-pool blocks, a feature conversion, three SELU layers.
 
-    163,362 parameters with ``gap`` or ``gmp`` at any input size; ``flatten`` grows with it.
+    163,362 parameters with ``gap`` or ``gmp`` at any input size (163,527 with the seven
+    HAM10000 diagnoses as outputs); ``flatten`` grows with the input size.
     """
     images = keras.Input((image_size, image_size, 3), name="image")
     x = images
@@ -57,8 +59,44 @@ def build_student(image_size: int, conversion: str = "gmp") -> keras.Model:
     x = _feature_conversion(conversion)(x)
     for units in (256, 128, 32):
         x = layers.Dense(units, activation="selu", name=f"dense{units}")(x)
-    logits = layers.Dense(NUM_CLASSES, name="logits")(x)
+    logits = layers.Dense(num_classes, name="logits")(x)
     return keras.Model(images, logits, name=f"student_{conversion}")
+
+
+@keras.saving.register_keras_serializable(package="skinkd")
+class MalignantLogits(layers.Layer):
+    """(n, C) class logits -> (n, 2) logits whose softmax is (P(benign), P(malignant)):
+    a log-sum-exp over each side of the mapping (``skinkd.classes.binary_logits``)."""
+
+    def __init__(self, malignant: list[bool], **kwargs):
+        super().__init__(**kwargs)
+        self.malignant = [bool(m) for m in malignant]
+
+    def call(self, logits):
+        benign = [i for i, m in enumerate(self.malignant) if not m]
+        malignant = [i for i, m in enumerate(self.malignant) if m]
+        return keras.ops.stack(
+            [
+                keras.ops.logsumexp(keras.ops.take(logits, benign, axis=-1), axis=-1),
+                keras.ops.logsumexp(keras.ops.take(logits, malignant, axis=-1), axis=-1),
+            ],
+            axis=-1,
+        )
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], NUM_CLASSES)
+
+    def get_config(self):
+        return {**super().get_config(), "malignant": self.malignant}
+
+
+def with_binary_output(model: keras.Model, malignant: list[bool]) -> keras.Model:
+    """``model`` with its class logits collapsed to benign/malignant logits (no parameters
+    added), the form export, predict and the metrics read."""
+    if len(malignant) == NUM_CLASSES:
+        return model
+    outputs = MalignantLogits(malignant, name="malignant_logits")(model.output)
+    return keras.Model(model.input, outputs, name=model.name)
 
 
 # ---------------------------------------------------------------------------------------
@@ -69,6 +107,7 @@ def build_teacher_head(
     feature_shapes: Mapping[str, tuple[int, ...]],
     kinds: Mapping[str, str],
     se_reduction: int = 8,
+    num_classes: int = 2,
 ) -> keras.Model:
     """The fusion head: backbone features (one input per backbone, named after it) -> logits.
 
@@ -129,7 +168,7 @@ def build_teacher_head(
     x = layers.Dense(128, activation="selu", name="dense128")(x)
     x = layers.Dropout(0.2, name="dropout_3")(x)
     x = layers.Dense(64, activation="selu", name="dense64")(x)
-    logits = layers.Dense(NUM_CLASSES, name="logits")(x)
+    logits = layers.Dense(num_classes, name="logits")(x)
     return keras.Model(inputs, logits, name="teacher_head")
 
 
@@ -138,6 +177,8 @@ def build_teacher(
     image_size: int,
     weights: Mapping[str, str | Path | None],
     trainable_backbones: bool = False,
+    se_reduction: int = 8,
+    num_classes: int = 2,
 ) -> keras.Model:
     """Image -> logits: the backbones (frozen unless asked) feeding ``build_teacher_head``.
 
@@ -154,6 +195,8 @@ def build_teacher(
     head = build_teacher_head(
         {name: tuple(f.shape[1:]) for name, f in features.items()},
         {name: BACKBONES[name].kind for name in backbones},
+        se_reduction=se_reduction,
+        num_classes=num_classes,
     )
     return keras.Model(image, head(features), name="teacher")
 
@@ -162,20 +205,21 @@ def extract_features(
     backbone_models: Mapping[str, keras.Model],
     images: np.ndarray,
     batch_size: int,
-    augmenter: Callable | None = None,
+    transforms: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Each backbone's features of uint8 images (n, S, S, 3), as float16 (half the cache).
 
-    ``augmenter`` (optional) is applied to each [0, 1] float batch before the backbones.
+    ``transforms`` (optional, ``skinkd.augment`` views, one per image) warps each batch first.
     """
     features = {
         name: np.empty((len(images), *model.output.shape[1:]), dtype=np.float16)
         for name, model in backbone_models.items()
     }
     for start in range(0, len(images), batch_size):
-        batch = rescale(images[start : start + batch_size])
-        if augmenter is not None:
-            batch = keras.ops.convert_to_numpy(augmenter(batch))
+        batch = images[start : start + batch_size]
+        if transforms is not None:
+            batch = warp_images(batch, transforms[start : start + batch_size])
+        batch = rescale(batch)
         for name, model in backbone_models.items():
             features[name][start : start + len(batch)] = model.predict_on_batch(batch)
         log.debug("features: %d / %d images", start + len(batch), len(images))

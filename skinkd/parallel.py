@@ -19,13 +19,24 @@ def _single_threaded_opencv() -> None:
     cv2.setNumThreads(1)
 
 
+def _pool(processes: int) -> ProcessPoolExecutor:
+    # Workers start from a fork server, not by forking the caller: a forked copy of a process
+    # that has run OpenMP or a model runtime's threads (OpenCV, PyTorch, TFLite, TensorFlow)
+    # can deadlock in its first parallel call.
+    return ProcessPoolExecutor(
+        max_workers=processes,
+        mp_context=multiprocessing.get_context("forkserver"),
+        initializer=_single_threaded_opencv,
+    )
+
+
 def map_in_processes(
     fn: Callable[[T], R], items: Sequence[T], processes: int, chunksize: int = 64
 ) -> list[R]:
     """``[fn(x) for x in items]`` over ``processes`` worker processes, order kept."""
     if processes <= 1 or len(items) < 2 * chunksize:
         return [fn(x) for x in items]
-    with ProcessPoolExecutor(max_workers=processes, initializer=_single_threaded_opencv) as pool:
+    with _pool(processes) as pool:
         return list(pool.map(fn, items, chunksize=chunksize))
 
 
@@ -34,18 +45,12 @@ def map_chunks_in_processes(
 ) -> Iterator[list[R]]:
     """``[fn(x) for x in chunk]`` for each chunk in order, over ``processes`` workers, with
     the next chunk already being worked on while the caller uses this one (so the caller's
-    own work on a chunk overlaps the workers'); at most two chunks are held at once.
-
-    Workers start from a fork server, not by forking the caller: the caller typically holds
-    a model runtime's threads (TFLite, TensorFlow), and a forked copy of those deadlocks."""
+    own work on a chunk overlaps the workers'); at most two chunks are held at once."""
     if processes <= 1:
         for chunk in chunks:
             yield [fn(x) for x in chunk]
         return
-    context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(
-        max_workers=processes, mp_context=context, initializer=_single_threaded_opencv
-    ) as pool:
+    with _pool(processes) as pool:
         pending: deque[Iterator[R]] = deque()
         for chunk in chunks:
             pending.append(pool.map(fn, chunk, chunksize=chunksize))

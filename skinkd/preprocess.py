@@ -71,7 +71,7 @@ class Preprocessing:
     bilateral: Bilateral = Bilateral()
     highlight: Highlight = Highlight()
     unsharp: Unsharp = Unsharp()
-    interpolation: str = "linear"
+    interpolation: str = "auto"
 
     @classmethod
     def from_config(cls, preprocess: Mapping[str, Any], image_size: int) -> Preprocessing:
@@ -80,7 +80,7 @@ class Preprocessing:
             {
                 "image_size": image_size,
                 **{stage: preprocess.get(stage, {}) for stage in _STAGE_SECTIONS},
-                "interpolation": preprocess.get("resize", {}).get("interpolation", "linear"),
+                "interpolation": preprocess.get("resize", {}).get("interpolation", "auto"),
             }
         )
 
@@ -142,9 +142,16 @@ def unsharp_mask(image: np.ndarray, params: Unsharp) -> np.ndarray:
 
 
 def resize(image: np.ndarray, size: int, interpolation: str) -> np.ndarray:
-    """Stage 6: resize to size x size, only when the image is not that size already."""
+    """Stage 6: resize to size x size, only when the image is not that size already.
+
+    ``auto`` averages over the source pixels (area) when an axis shrinks and interpolates
+    linearly when both grow: a linear shrink samples only a few source pixels per output
+    pixel, so 200x150 -> 64 px aliases fine texture into noise.
+    """
     if image.shape[0] == size and image.shape[1] == size:
         return image
+    if interpolation == "auto":
+        interpolation = "area" if max(image.shape[:2]) > size else "linear"
     return cv2.resize(image, (size, size), interpolation=_INTERPOLATIONS[interpolation])
 
 

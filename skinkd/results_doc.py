@@ -144,27 +144,72 @@ CELL_READINGS = (
 )
 
 
-def cell_reading(ablation: pd.DataFrame | None, cell: str, thing: str) -> str | None:
-    """Whether the baseline beats ``cell`` (the baseline without ``thing``) by more than the
-    seed spread (the larger of the two standard deviations of test AUC over seeds)."""
+# Ablation cells that add something to the baseline: (cell, what the cell has that it lacks).
+ADDITION_READINGS = (
+    ("distillation-consistent", "consistent distillation"),
+    ("classes-dx", "seven-class outputs"),
+)
+
+
+def _effect(gain: float, spread: float, change: str) -> str:
+    if gain > spread:
+        return f"{change} raises the test AUC by more than the seed spread ({gain / spread:.1f}x)"
+    if gain < -spread:
+        return f"{change} lowers the test AUC by more than the seed spread ({-gain / spread:.1f}x)"
+    return "the difference is within the seed spread"
+
+
+def _cells(ablation: pd.DataFrame | None, cell: str) -> tuple[pd.Series, pd.Series] | None:
     if ablation is None:
         return None
     cells = ablation.set_index("cell")
     if "baseline" not in cells.index or cell not in cells.index:
         return None
-    with_it, without = cells.loc["baseline"], cells.loc[cell]
+    return cells.loc["baseline"], cells.loc[cell]
+
+
+def cell_reading(ablation: pd.DataFrame | None, cell: str, thing: str) -> str | None:
+    """Whether the baseline beats ``cell`` (the baseline without ``thing``) by more than the
+    seed spread (the larger of the two standard deviations of test AUC over seeds)."""
+    pair = _cells(ablation, cell)
+    if pair is None:
+        return None
+    with_it, without = pair
     gain = with_it["roc_auc_mean"] - without["roc_auc_mean"]
     spread = max(with_it["roc_auc_std"], without["roc_auc_std"])
-    if gain > spread:
-        verdict = f"dropping {thing} lowers the test AUC by more than the seed spread"
-    elif gain < -spread:
-        verdict = f"dropping {thing} raises the test AUC by more than the seed spread"
-    else:
-        verdict = "the difference is within the seed spread"
+    verdict = _effect(-gain, spread, f"dropping {thing}")
     return (
         f"student test AUC {with_it['roc_auc_mean']:.3f} with {thing}, "
         f"{without['roc_auc_mean']:.3f} without ({gain:+.3f}, {int(with_it['seeds'])} seeds, "
         f"spread {spread:.3f}): {verdict}."
+    )
+
+
+def addition_reading(ablation: pd.DataFrame | None, cell: str, thing: str) -> str | None:
+    """Whether ``cell`` (the baseline plus ``thing``) beats the baseline beyond the spread."""
+    pair = _cells(ablation, cell)
+    if pair is None:
+        return None
+    baseline, with_it = pair
+    gain = with_it["roc_auc_mean"] - baseline["roc_auc_mean"]
+    spread = max(with_it["roc_auc_std"], baseline["roc_auc_std"])
+    return (
+        f"student test AUC {with_it['roc_auc_mean']:.3f} with {thing}, "
+        f"{baseline['roc_auc_mean']:.3f} without ({gain:+.3f}, {int(baseline['seeds'])} seeds, "
+        f"spread {spread:.3f}): {_effect(gain, spread, f'adding {thing}')}."
+    )
+
+
+def teacher_gap_reading(run: Mapping[str, Any]) -> str | None:
+    """The teacher's test AUC against its student's (what distillation could transfer)."""
+    evals = run["evals"]
+    if "teacher" not in evals or "student" not in evals:
+        return None
+    teacher, student = (evals[m]["metrics"]["roc_auc"] for m in ("teacher", "student"))
+    side = "ahead of" if teacher > student else "behind"
+    return (
+        f"teacher test AUC {teacher:.3f}, {side} its student's {student:.3f} "
+        f"(gap {teacher - student:+.3f})."
     )
 
 
@@ -305,6 +350,8 @@ def render(runs: Sequence[Mapping[str, Any]], results: Path, notes: Sequence[str
             continue
         lines += metrics_section(r["label"], display_command(r), run)
         found = [cell_reading(run["ablation"], cell, thing) for cell, thing in CELL_READINGS]
+        found += [addition_reading(run["ablation"], c, thing) for c, thing in ADDITION_READINGS]
+        found.append(teacher_gap_reading(run))
         found.append(largest_effects(run["ablation"]))
         if "target_auc" in r:
             found.append(target_reading(run, r["target_auc"]))

@@ -51,7 +51,7 @@ def make_splits(
     seed: int,
     keep_division: bool = False,
 ) -> pd.DataFrame:
-    """The split table (image_id, group, label, split) for a manifest.
+    """The split table (image_id, group, label, [dx,] split) for a manifest.
 
     ``group_by="lesion"`` keeps every image of a group together; ``"image"`` splits images
     independently (the paper's split). With ``keep_division`` and a manifest whose
@@ -71,7 +71,7 @@ def make_splits(
         )
     else:
         split[:] = assign_splits(manifest["label"], groups, fractions, seed)
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "image_id": manifest["image_id"],
             "group": manifest["group"],
@@ -79,6 +79,10 @@ def make_splits(
             "split": split,
         }
     )
+    if "dx" in manifest:
+        # Seven-class training (teacher.classes / student.classes: dx) reads it from here.
+        table.insert(3, "dx", manifest["dx"].to_numpy())
+    return table
 
 
 def _pairs_crossing(pairs: np.ndarray, split: np.ndarray) -> tuple[int, int]:

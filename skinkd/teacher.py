@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 from skinkd.atomic import atomic_path
+from skinkd.augment import Augmentation, view_transforms
 from skinkd.cache import load_splits
+from skinkd.classes import class_labels, malignant_mask
 from skinkd.errors import ConfigError, DataError
 from skinkd.presets import TEACHER_PRESETS
 from skinkd.soft_labels import write_soft_labels
@@ -27,9 +29,11 @@ log = logging.getLogger(__name__)
 SPLIT_NAMES = ("train", "val", "test")
 
 
-def resolve_teacher(teacher: Mapping[str, Any]) -> dict[str, Any]:
+def resolve_teacher(teacher: Mapping[str, Any], mapping: str, image_size: int) -> dict[str, Any]:
     """The validated ``teacher`` config section with the backbone list resolved from the
-    preset and ``weights`` expanded to one value per backbone (None for "none")."""
+    preset, ``weights`` expanded to one value per backbone (None for "none"), ``image_size``
+    set (the student's unless given) and ``malignant``: which output classes are malignant
+    under the dataset's ``mapping``."""
     backbones = list(teacher.get("backbones") or TEACHER_PRESETS[teacher["preset"]])
     weights = teacher["weights"]
     if isinstance(weights, str):
@@ -44,6 +48,8 @@ def resolve_teacher(teacher: Mapping[str, Any]) -> dict[str, Any]:
     resolved = {k: v for k, v in teacher.items() if k not in ("preset", "backbones", "weights")}
     resolved["backbones"] = backbones
     resolved["weights"] = {k: (None if v == "none" else v) for k, v in per_backbone.items()}
+    resolved["image_size"] = teacher.get("image_size") or image_size
+    resolved["malignant"] = list(malignant_mask(teacher["classes"], mapping))
     return resolved
 
 
@@ -51,7 +57,6 @@ def cache_features(
     shard_paths: Sequence[str | os.PathLike],
     splits: pd.DataFrame,
     teacher: Mapping[str, Any],
-    image_size: int,
     augment: Mapping[str, Any],
     seed: int,
     out: str | os.PathLike,
@@ -59,19 +64,20 @@ def cache_features(
     """Run the frozen backbones once over every image and save their features.
 
     Keys: ``<split>/ids``, ``<split>/labels``, ``<split>/<backbone>`` for train, val and
-    test, and ``train_view<k>/<backbone>`` for each augmented view of the training images.
+    test; for each augmented view k of the training images ``train_view<k>/<backbone>`` and
+    ``train_view<k>/transforms`` (the view, so that soft labels can name it).
     """
     import keras
 
     from skinkd.backbones.registry import build_backbone
     from skinkd.models import extract_features
-    from skinkd.train import augmenter_from_config
 
     keras.utils.set_random_seed(seed)
     backbones = {
-        name: build_backbone(name, image_size, teacher["weights"][name])
+        name: build_backbone(name, teacher["image_size"], teacher["weights"][name])
         for name in teacher["backbones"]
     }
+    augmentation = Augmentation.from_config(augment)
     batch = teacher["batch_size"]
     arrays: dict[str, np.ndarray] = {}
     for split, (images, labels, ids) in load_splits(shard_paths, splits, SPLIT_NAMES).items():
@@ -82,13 +88,21 @@ def cache_features(
         log.info("%s: %d images", split, len(ids))
         if split == "train":
             for view in range(1, teacher["augmented_views"] + 1):
-                augmenter = augmenter_from_config(augment, seed + view)
-                views = extract_features(backbones, images, batch, augmenter=augmenter)
+                transforms = view_transforms(augmentation, len(ids), seed, view)
+                views = extract_features(backbones, images, batch, transforms=transforms)
                 for name, features in views.items():
                     arrays[f"train_view{view}/{name}"] = features
+                arrays[f"train_view{view}/transforms"] = transforms
                 log.info("train view %d cached", view)
     with atomic_path(out) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
+
+
+def _view_count(data: Mapping[str, np.ndarray], backbone: str) -> int:
+    count = 0
+    while f"train_view{count + 1}/{backbone}" in data:
+        count += 1
+    return count
 
 
 def load_features(
@@ -96,25 +110,19 @@ def load_features(
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """(features by backbone, labels, ids) of one split; ``with_views`` appends the cached
     augmented views of the training images (labels repeated, ids too)."""
-    data = np.load(path)
-    if f"{split}/ids" not in data:
-        raise DataError(f"{path}: no {split} split in the feature cache")
-    ids, labels = data[f"{split}/ids"], data[f"{split}/labels"]
-    features = {name: [data[f"{split}/{name}"]] for name in backbones}
-    copies = 1
-    if with_views:
-        view = 1
-        while f"{split}_view{view}/{backbones[0]}" in data:
-            for name in backbones:
-                features[name].append(data[f"{split}_view{view}/{name}"])
-            view += 1
-        copies = view
-    merged = {name: np.concatenate(parts) for name, parts in features.items()}
-    return merged, np.tile(labels, copies), np.tile(ids, copies)
+    with np.load(path) as data:
+        if f"{split}/ids" not in data:
+            raise DataError(f"{path}: no {split} split in the feature cache")
+        ids, labels = data[f"{split}/ids"], data[f"{split}/labels"]
+        views = _view_count(data, backbones[0]) if with_views and split == "train" else 0
+        keys = [split] + [f"train_view{view}" for view in range(1, views + 1)]
+        merged = {name: np.concatenate([data[f"{key}/{name}"] for key in keys]) for name in backbones}
+    return merged, np.tile(labels, len(keys)), np.tile(ids, len(keys))
 
 
 def train_teacher_head(
     features_path: str | os.PathLike,
+    splits: pd.DataFrame,
     teacher: Mapping[str, Any],
     seed: int,
     out_model: Path,
@@ -128,24 +136,29 @@ def train_teacher_head(
     from skinkd.train import FeatureBatches, fit_classifier, make_optimizer
 
     keras.utils.set_random_seed(seed)
-    names = teacher["backbones"]
-    train_x, train_y, _ = load_features(features_path, "train", names, with_views=True)
-    val_x, val_y, _ = load_features(features_path, "val", names)
+    names, classes, malignant = teacher["backbones"], teacher["classes"], teacher["malignant"]
+    train_x, _, train_ids = load_features(features_path, "train", names, with_views=True)
+    val_x, _, val_ids = load_features(features_path, "val", names)
     head = build_teacher_head(
         {name: train_x[name].shape[1:] for name in names},
         {name: BACKBONES[name].kind for name in names},
         se_reduction=teacher["se_reduction"],
+        num_classes=len(malignant),
     )
-    log.info("teacher head: %d trainable parameters", _trainable(head))
+    log.info("teacher head: %d trainable parameters, %s classes", _trainable(head), classes)
     batch = teacher["batch_size"]
     fit_classifier(
         head,
-        FeatureBatches(train_x, train_y, batch, shuffle=True, seed=seed),
-        FeatureBatches(val_x, val_y, batch),
+        FeatureBatches(
+            train_x, class_labels(splits, train_ids, classes), batch, shuffle=True, seed=seed
+        ),
+        FeatureBatches(val_x, class_labels(splits, val_ids, classes), batch),
         make_optimizer(teacher["optimizer"], teacher["learning_rate"]),
         teacher["epochs"],
         out_model,
         out_history,
+        malignant=malignant,
+        binary_output=False,
     )
 
 
@@ -153,7 +166,6 @@ def train_teacher_end_to_end(
     shard_paths: Sequence[str | os.PathLike],
     splits: pd.DataFrame,
     teacher: Mapping[str, Any],
-    image_size: int,
     augment: Mapping[str, Any],
     seed: int,
     out_model: Path,
@@ -163,31 +175,101 @@ def train_teacher_end_to_end(
     import keras
 
     from skinkd.models import build_teacher
-    from skinkd.train import ImageBatches, augmenter_from_config, fit_classifier, make_optimizer
+    from skinkd.train import ImageBatches, fit_classifier, make_optimizer
 
     keras.utils.set_random_seed(seed)
+    classes, malignant = teacher["classes"], teacher["malignant"]
     model = build_teacher(
-        teacher["backbones"], image_size, teacher["weights"], trainable_backbones=True
+        teacher["backbones"],
+        teacher["image_size"],
+        teacher["weights"],
+        trainable_backbones=True,
+        se_reduction=teacher["se_reduction"],
+        num_classes=len(malignant),
     )
     log.info("end-to-end teacher: %d trainable parameters", _trainable(model))
     data = load_splits(shard_paths, splits, ("train", "val"))
-    (train_images, train_labels, _), (val_images, val_labels, _) = data["train"], data["val"]
+    (train_images, _, train_ids), (val_images, _, val_ids) = data["train"], data["val"]
     batch = teacher["batch_size"]
     fit_classifier(
         model,
         ImageBatches(
             train_images,
-            train_labels,
+            class_labels(splits, train_ids, classes),
             batch,
-            augmenter=augmenter_from_config(augment, seed),
+            augmentation=Augmentation.from_config(augment),
             shuffle=True,
             seed=seed,
         ),
-        ImageBatches(val_images, val_labels, batch),
+        ImageBatches(val_images, class_labels(splits, val_ids, classes), batch),
         make_optimizer(teacher["optimizer"], teacher["learning_rate"]),
         teacher["epochs"],
         out_model,
         out_history,
+        malignant=malignant,
+        binary_output=False,
+    )
+
+
+def fine_tune_teacher(
+    shard_paths: Sequence[str | os.PathLike],
+    splits: pd.DataFrame,
+    teacher: Mapping[str, Any],
+    augment: Mapping[str, Any],
+    seed: int,
+    head_path: str | os.PathLike,
+    out_model: Path,
+    out_history: Path,
+) -> None:
+    """The trained head on top of MobileNetV2, its last ``fine_tune_blocks`` blocks trained
+    end to end on images at ``fine_tune_learning_rate`` (the rest stays frozen)."""
+    import keras
+
+    from skinkd.backbones.mobilenetv2 import unfreeze_last_blocks
+    from skinkd.models import build_teacher, load_model
+    from skinkd.train import ImageBatches, fit_classifier, make_optimizer
+
+    if teacher["backbones"] != ["mobilenetv2"]:
+        raise ConfigError(
+            "teacher.fine_tune_blocks: only the mobilenetv2 backbone (preset pretrained) is "
+            f"fine-tuned block by block, not {teacher['backbones']}"
+        )
+    keras.utils.set_random_seed(seed)
+    classes, malignant = teacher["classes"], teacher["malignant"]
+    model = build_teacher(
+        teacher["backbones"],
+        teacher["image_size"],
+        teacher["weights"],
+        trainable_backbones=True,
+        se_reduction=teacher["se_reduction"],
+        num_classes=len(malignant),
+    )
+    model.get_layer("teacher_head").set_weights(load_model(head_path).get_weights())
+    unfrozen = unfreeze_last_blocks(model.get_layer("mobilenetv2"), teacher["fine_tune_blocks"])
+    log.info(
+        "fine-tuning %d layers of MobileNetV2 (%s .. %s), %d trainable parameters",
+        len(unfrozen), unfrozen[0], unfrozen[-1], _trainable(model),
+    )  # fmt: skip
+    data = load_splits(shard_paths, splits, ("train", "val"))
+    (train_images, _, train_ids), (val_images, _, val_ids) = data["train"], data["val"]
+    batch = teacher["batch_size"]
+    fit_classifier(
+        model,
+        ImageBatches(
+            train_images,
+            class_labels(splits, train_ids, classes),
+            batch,
+            augmentation=Augmentation.from_config(augment),
+            shuffle=True,
+            seed=seed,
+        ),
+        ImageBatches(val_images, class_labels(splits, val_ids, classes), batch),
+        make_optimizer(teacher["optimizer"], teacher["fine_tune_learning_rate"]),
+        teacher["fine_tune_epochs"],
+        out_model,
+        out_history,
+        malignant=malignant,
+        binary_output=False,
     )
 
 
@@ -200,37 +282,63 @@ def soft_labels(
     teacher: Mapping[str, Any],
     out: str | os.PathLike,
     *,
+    augment: Mapping[str, Any],
+    seed: int,
     features_path: str | os.PathLike | None = None,
     shard_paths: Sequence[str | os.PathLike] = (),
     splits: pd.DataFrame | None = None,
 ) -> None:
-    """Teacher logits for every image of every split, in one file.
+    """Teacher logits for every image of every split, and for the K augmented views of each
+    training image (``teacher.augmented_views``), in one file (``skinkd.soft_labels``).
 
-    From the feature cache when the backbones are frozen (the saved model is the head), from
-    the images otherwise. Keys: ``image_ids``, ``split``, ``labels``, ``logits`` (n, 2).
-    The student reads the train and val rows; the teacher's evaluation reads the test rows.
+    From the feature cache when the backbones are frozen (the saved model is the head; the
+    views are the cache's), from the images otherwise (the views drawn from the same
+    stream, ``view_transforms``). The student reads the train and val rows and the views;
+    the teacher's evaluation reads the test rows.
     """
     from skinkd.inference import keras_logits
     from skinkd.models import load_model
 
     model = load_model(model_path)
     batch = teacher["batch_size"]
+    names = teacher["backbones"]
+
+    def head_logits(features: Mapping[str, np.ndarray]) -> np.ndarray:
+        inputs = {name: features[name].astype(np.float32) for name in names}
+        return np.asarray(model.predict(inputs, batch_size=batch, verbose=0), np.float32)
+
     images_by_split = None if features_path else load_splits(shard_paths, splits, SPLIT_NAMES)
     parts = []
     for split in SPLIT_NAMES:
         if images_by_split is None:
-            features, labels, ids = load_features(features_path, split, teacher["backbones"])
-            inputs = {name: array.astype(np.float32) for name, array in features.items()}
-            logits = model.predict(inputs, batch_size=batch, verbose=0)
+            features, labels, ids = load_features(features_path, split, names)
+            logits = head_logits(features)
         else:
             images, labels, ids = images_by_split[split]
             logits = keras_logits(model, images, batch)
-        parts.append((ids, np.full(len(ids), split), labels, np.asarray(logits, np.float32)))
+        parts.append((ids, np.full(len(ids), split), labels, logits))
         log.info("%s: %d teacher logits", split, len(ids))
+
+    train_ids = parts[0][0]
+    transforms, view_logits = [], []
+    augmentation = Augmentation.from_config(augment)
+    for view in range(1, teacher["augmented_views"] + 1):
+        if images_by_split is None:
+            with np.load(features_path) as data:
+                features = {name: data[f"train_view{view}/{name}"] for name in names}
+                transforms.append(data[f"train_view{view}/transforms"])
+            view_logits.append(head_logits(features))
+        else:
+            transforms.append(view_transforms(augmentation, len(train_ids), seed, view))
+            images = images_by_split["train"][0]
+            view_logits.append(keras_logits(model, images, batch, transforms=transforms[-1]))
+        log.info("train view %d: %d teacher logits", view, len(train_ids))
     write_soft_labels(
         out,
         image_ids=np.concatenate([p[0] for p in parts]),
         split=np.concatenate([p[1] for p in parts]),
         labels=np.concatenate([p[2] for p in parts]),
         logits=np.concatenate([p[3] for p in parts]),
+        malignant=teacher["malignant"],
+        views=(train_ids, np.stack(transforms), np.stack(view_logits)) if transforms else None,
     )

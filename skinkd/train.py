@@ -3,9 +3,9 @@
 Everything here is backend-agnostic Keras 3 (``keras.ops``, ``keras.layers``,
 ``keras.utils.PyDataset``), so the same code trains under TensorFlow, PyTorch or JAX.
 
-Targets for the Distiller are one float32 array per batch, shape (batch, 3):
-column 0 the hard label (0 benign, 1 malignant), columns 1-2 the teacher's logits.
-``pack_targets`` builds it; a single array keeps every backend's data pipeline simple.
+Targets for the Distiller are one float32 array per batch, shape (batch, 1 + C):
+column 0 the hard label (a class index), then the teacher's C logits. ``pack_targets``
+builds it; a single array keeps every backend's data pipeline simple.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,13 @@ import pandas as pd
 from keras import ops
 
 from skinkd.atomic import atomic_suffixed_path, write_csv
+from skinkd.augment import Augmentation, draw_transforms, warp_images
 from skinkd.cache import load_splits
+from skinkd.classes import binary_logits, class_labels, malignant_mask
 from skinkd.errors import ConfigError, DataError
-from skinkd.models import build_student
+from skinkd.models import build_student, with_binary_output
 from skinkd.preprocess import rescale
-from skinkd.soft_labels import read_soft_labels
+from skinkd.soft_labels import read_soft_labels, read_teacher_views
 from skinkd.split import subsample_indices
 
 log = logging.getLogger(__name__)
@@ -57,9 +60,6 @@ OPTIMIZERS = {
     "rmsprop": keras.optimizers.RMSprop,
 }
 METRIC_NAMES = ("loss", "accuracy", "auc")
-# Keras 3's image layers default to "reflect", which the torch backend replaces by "mirror";
-# "nearest" (also the old ImageDataGenerator's default) fills the same way on every backend.
-FILL_MODE = "nearest"
 
 
 def distillation_loss(labels, student_logits, teacher_logits, temperature: float, alpha: float):
@@ -83,23 +83,30 @@ def distillation_loss(labels, student_logits, teacher_logits, temperature: float
 
 
 def pack_targets(labels: np.ndarray, teacher_logits: np.ndarray) -> np.ndarray:
-    """The Distiller's targets: float32 (n, 3) = [label, teacher logit 0, teacher logit 1]."""
+    """The Distiller's targets: float32 (n, 1 + C) = [label, the teacher's C logits]."""
     labels = np.asarray(labels)
     teacher_logits = np.asarray(teacher_logits)
-    if teacher_logits.shape != (len(labels), 2):
+    if teacher_logits.ndim != 2 or len(teacher_logits) != len(labels):
         raise DataError(
-            f"teacher logits have shape {teacher_logits.shape}, expected ({len(labels)}, 2) "
-            "(one pair of logits per image)"
+            f"teacher logits have shape {teacher_logits.shape}, expected ({len(labels)}, C) "
+            "(one row of logits per image)"
         )
     return np.concatenate([labels[:, None], teacher_logits], axis=1).astype(np.float32)
 
 
 class MalignantAUC(keras.metrics.AUC):
-    """ROC AUC of P(malignant) = softmax(logits)[:, 1] against sparse labels."""
+    """ROC AUC of P(malignant) (the softmax summed over the malignant classes) against
+    class-index labels, for two outputs or the seven diagnoses."""
+
+    def __init__(self, malignant: Sequence[bool] = (False, True), **kwargs: Any):
+        super().__init__(**kwargs)
+        self.malignant = [bool(m) for m in malignant]
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        prob_malignant = ops.softmax(y_pred, axis=-1)[:, 1]
-        return super().update_state(ops.reshape(y_true, (-1,)), prob_malignant, sample_weight)
+        mask = ops.convert_to_tensor(self.malignant, dtype=y_pred.dtype)
+        prob_malignant = ops.sum(ops.softmax(y_pred, axis=-1) * mask, axis=-1)
+        is_malignant = ops.take(mask, ops.cast(ops.reshape(y_true, (-1,)), "int32"))
+        return super().update_state(is_malignant, prob_malignant, sample_weight)
 
 
 class Distiller(keras.Model):
@@ -122,9 +129,10 @@ class Distiller(keras.Model):
         return self.student(inputs, training=training)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        if y.shape[-1] != 3:
+        if y.shape[-1] != 1 + y_pred.shape[-1]:
             raise DataError(
-                f"Distiller targets must be (batch, 3) [label, teacher logits], got {y.shape}"
+                f"Distiller targets must be (batch, {1 + y_pred.shape[-1]}) [label, teacher "
+                f"logits], got {y.shape}"
             )
         return distillation_loss(y[:, 0], y_pred, y[:, 1:], self.temperature, self.alpha)
 
@@ -132,49 +140,21 @@ class Distiller(keras.Model):
         return super().compute_metrics(x, y[:, 0], y_pred, sample_weight)
 
 
-def build_augmenter(
-    rotation_deg: float,
-    height_shift: float,
-    width_shift: float,
-    shear: float,
-    horizontal_flip: bool,
-    seed: int,
-) -> keras.layers.Layer:
-    """Random rotation (+-degrees), shifts and shear (fractions of the side), horizontal flip.
+@dataclass(frozen=True)
+class TeacherViews:
+    """The teacher's logits for K augmented views of each training image, and the views
+    (``skinkd.augment`` transforms, resolution-free): consistent distillation's targets."""
 
-    Shear is RandomShear's factor along x (a fraction of the width, either sign), as the old
-    ImageDataGenerator sheared one axis. Zero ranges add no layer (all zero: identity). Each
-    layer gets its own seed so their random streams are independent yet reproducible.
-    """
-    augmentations: list[keras.layers.Layer] = []
-    if rotation_deg:
-        augmentations.append(
-            keras.layers.RandomRotation(rotation_deg / 360.0, fill_mode=FILL_MODE, seed=seed)
-        )
-    if height_shift or width_shift:
-        augmentations.append(
-            keras.layers.RandomTranslation(
-                height_shift, width_shift, fill_mode=FILL_MODE, seed=seed + 1
+    transforms: np.ndarray  # (K, n, 2, 3)
+    logits: np.ndarray  # (K, n, C)
+
+    def __post_init__(self) -> None:
+        k, n = self.transforms.shape[:2]
+        if self.transforms.shape[2:] != (2, 3) or self.logits.shape[:2] != (k, n) or k == 0:
+            raise DataError(
+                f"teacher views: transforms {self.transforms.shape} and logits "
+                f"{self.logits.shape} do not describe K >= 1 views of the same images"
             )
-        )
-    if shear:
-        augmentations.append(keras.layers.RandomShear(shear, fill_mode=FILL_MODE, seed=seed + 2))
-    if horizontal_flip:
-        augmentations.append(keras.layers.RandomFlip("horizontal", seed=seed + 3))
-    # Keras cannot build an empty Sequential.
-    return keras.Sequential(augmentations or [keras.layers.Identity()], name="augmenter")
-
-
-def augmenter_from_config(augment: Mapping[str, Any], seed: int) -> keras.layers.Layer:
-    """``build_augmenter`` from the config's ``augment`` section."""
-    return build_augmenter(
-        rotation_deg=augment["rotation"],
-        height_shift=augment["height_shift"],
-        width_shift=augment["width_shift"],
-        shear=augment["shear"],
-        horizontal_flip=augment["horizontal_flip"],
-        seed=seed,
-    )
 
 
 class _Batches(keras.utils.PyDataset):
@@ -213,7 +193,11 @@ class ImageBatches(_Batches):
     """Batches of float32 [0, 1] images from the uint8 cache, with labels or Distiller targets.
 
     Yields (images, labels int32) or, given teacher logits, (images, ``pack_targets``).
-    The augmenter, if any, runs on every batch (training split only).
+    Training batches are augmented in one of two ways. ``augmentation``: a fresh random view
+    of each image, its targets unchanged (the teacher's logits are those of the plain
+    image). ``views`` (consistent distillation): each image is shown as the plain image or
+    one of the teacher's K cached views, chosen at random, with the teacher's logits for
+    exactly that view. Every choice is seeded by (seed, epoch, batch).
     """
 
     def __init__(
@@ -223,7 +207,8 @@ class ImageBatches(_Batches):
         batch_size: int,
         *,
         teacher_logits: np.ndarray | None = None,
-        augmenter: keras.layers.Layer | None = None,
+        augmentation: Augmentation | None = None,
+        views: TeacherViews | None = None,
         shuffle: bool = False,
         seed: int = 0,
         **kwargs: Any,
@@ -235,8 +220,11 @@ class ImageBatches(_Batches):
             )
         if len(labels) != len(images):
             raise DataError(f"{len(images)} images but {len(labels)} labels")
+        if views is not None and (teacher_logits is None or views.transforms.shape[1] != len(images)):
+            raise DataError("teacher views need teacher logits and one view set per image")
         self.images = images
-        self.augmenter = augmenter
+        self.augmentation = None if augmentation is None or augmentation.is_identity else augmentation
+        self.views = views
         if teacher_logits is None:
             self.targets = np.asarray(labels, dtype=np.int32)
         else:
@@ -244,10 +232,21 @@ class ImageBatches(_Batches):
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         take = self.batch_indices(index)
-        images = rescale(self.images[take])
-        if self.augmenter is not None:
-            images = ops.convert_to_numpy(self.augmenter(images, training=True))
-        return images, self.targets[take]
+        images, targets = self.images[take], self.targets[take]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        if self.views is not None:
+            # View 0 is the plain image with its stored logits; 1..K the teacher's views.
+            view = rng.integers(0, len(self.views.logits) + 1, len(take))
+            shown = view > 0
+            if shown.any():
+                chosen = (view[shown] - 1, take[shown])
+                images = images.copy()
+                images[shown] = warp_images(images[shown], self.views.transforms[chosen])
+                targets = targets.copy()
+                targets[shown, 1:] = self.views.logits[chosen]
+        elif self.augmentation is not None:
+            images = warp_images(images, draw_transforms(self.augmentation, len(take), rng))
+        return rescale(images), targets
 
 
 class FeatureBatches(_Batches):
@@ -319,18 +318,25 @@ def fit_classifier(
     out_model: Path,
     out_history: Path,
     monitor: str = "val_loss",
+    malignant: Sequence[bool] = (False, True),
+    binary_output: bool = True,
 ) -> keras.Model:
     """Train, restore the weights of the best epoch on ``monitor`` and save them.
 
     ``model`` is a plain classifier (logits; sparse cross-entropy) or a Distiller (its own
-    loss). Writes the model, uncompiled (the student alone for a Distiller), as .keras and a
-    history CSV (epoch, loss, accuracy, auc and their val_ twins, best = the restored epoch).
+    loss); ``malignant`` says which of its outputs are malignant (the AUC metric sums them).
+    Writes the model, uncompiled (the student alone for a Distiller), as .keras, with its
+    outputs collapsed to benign/malignant logits if ``binary_output``, and a history CSV
+    (epoch, loss, accuracy, auc and their val_ twins, best = the restored epoch).
     Returns the saved model.
     """
     allowed = [f"{prefix}{name}" for prefix in ("", "val_") for name in METRIC_NAMES]
     if monitor not in allowed:
         raise ConfigError(f"monitor: {monitor!r} is not one of {', '.join(allowed)}")
-    metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy"), MalignantAUC(name="auc")]
+    metrics = [
+        keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+        MalignantAUC(malignant, name="auc"),
+    ]
     loss = (
         None
         if isinstance(model, Distiller)
@@ -351,6 +357,8 @@ def fit_classifier(
     history.insert(0, "epoch", np.arange(1, len(history) + 1))
     history["best"] = history["epoch"] == best.best_epoch + 1
     saved = model.student if isinstance(model, Distiller) else inference_copy(model)
+    if binary_output:
+        saved = with_binary_output(saved, list(malignant))
     save_keras(saved, out_model)
     write_csv(history, out_history)
     return saved
@@ -373,37 +381,45 @@ def train_student(
     temperature: float = 1.0,
     alpha: float = 0.5,
     feature_conversion: str = "gmp",
+    malignant: Sequence[bool] = (False, True),
     augment: Mapping[str, Any] | None = None,
+    views: TeacherViews | None = None,
     seed: int = 0,
     monitor: str = "val_loss",
 ) -> keras.Model:
     """Distil a student from stored teacher logits; keyword names follow the config's
-    ``student`` section, ``augment`` is the config's ``augment`` section (None: no
-    augmentation). Seeded: two runs on one machine give identical histories."""
+    ``student`` section. ``malignant`` has one entry per output class (labels are class
+    indices; the teacher's logits have as many columns). ``augment``: the config's
+    ``augment`` section (None: no augmentation); ``views``: the teacher's logits on cached
+    augmented views instead (consistent distillation). Seeded: two runs on one machine
+    give identical histories."""
     keras.utils.set_random_seed(seed)
-    augmenter = None if augment is None else augmenter_from_config(augment, seed)
     train = ImageBatches(
         train_images,
         train_labels,
         batch_size,
         teacher_logits=train_teacher_logits,
-        augmenter=augmenter,
+        augmentation=None if augment is None else Augmentation.from_config(augment),
+        views=views,
         shuffle=True,
         seed=seed,
     )
     val = ImageBatches(val_images, val_labels, batch_size, teacher_logits=val_teacher_logits)
-    student = build_student(train_images.shape[1], feature_conversion)
+    student = build_student(train_images.shape[1], feature_conversion, len(malignant))
     distiller = Distiller(student, temperature, alpha)
     log.info(
-        "student %s: %d parameters, T=%g, alpha=%g, %s lr=%g, batch %d, %d epochs",
+        "student %s: %d parameters, %d classes, T=%g, alpha=%g, %s lr=%g, batch %d, "
+        "%d epochs, %s",
         feature_conversion,
         student.count_params(),
+        len(malignant),
         temperature,
         alpha,
         optimizer,
         learning_rate,
         batch_size,
         epochs,
+        "consistent views" if views is not None else "fixed soft labels",
     )
     return fit_classifier(
         distiller,
@@ -414,7 +430,22 @@ def train_student(
         out_model,
         out_history,
         monitor,
+        malignant=malignant,
     )
+
+
+def _teacher_logits_for(logits: np.ndarray, source_mask: Sequence[bool], target_mask: Sequence[bool]) -> np.ndarray:
+    """The teacher's logits in the student's classes: as they are when the classes agree,
+    collapsed to benign/malignant for a binary student of a seven-class teacher."""
+    if len(source_mask) == len(target_mask):
+        return logits
+    if len(target_mask) != 2:
+        raise ConfigError(
+            "student.classes: dx needs a teacher trained on the diagnoses (teacher.classes: dx)"
+        )
+    return binary_logits(logits.reshape(-1, logits.shape[-1]), source_mask).reshape(
+        *logits.shape[:-1], 2
+    ).astype(np.float32)
 
 
 def distil_from_cache(
@@ -423,6 +454,7 @@ def distil_from_cache(
     soft_labels_path: str | os.PathLike,
     *,
     student: Mapping[str, Any],
+    mapping: str,
     augment: Mapping[str, Any] | None,
     seed: int,
     out_model: Path,
@@ -430,24 +462,41 @@ def distil_from_cache(
     max_train_images: int | None = None,
 ) -> tuple[keras.Model, int]:
     """``train_student`` on the cached train and val splits with the stored teacher logits;
-    ``student`` is the config's student section. With ``max_train_images``, a stratified
-    seeded subsample of the training split. Returns the student and its training-set size."""
+    ``student`` is the config's student section (``classes``: binary or dx; ``distillation``:
+    fixed or consistent), ``mapping`` the dataset's dx mapping. With ``max_train_images``,
+    a stratified seeded subsample of the training split. Returns the student and its
+    training-set size."""
+    settings = dict(student)
+    classes, distillation = settings.pop("classes"), settings.pop("distillation")
+    malignant = malignant_mask(classes, mapping)
     data = load_splits(shard_paths, splits, ("train", "val"))
     train_images, train_labels, train_ids = data["train"]
     keep = subsample_indices(train_labels, max_train_images, seed)
-    train_images, train_labels, train_ids = train_images[keep], train_labels[keep], train_ids[keep]
-    val_images, val_labels, val_ids = data["val"]
+    train_images, train_ids = train_images[keep], train_ids[keep]
+    val_images, _, val_ids = data["val"]
+    soft = read_soft_labels(soft_labels_path, "train", train_ids)
+    teacher_mask = soft.malignant
+
+    def in_student_classes(logits: np.ndarray) -> np.ndarray:
+        return _teacher_logits_for(logits, teacher_mask, malignant)
+
+    views = None
+    if distillation == "consistent":
+        transforms, view_logits = read_teacher_views(soft_labels_path, train_ids)
+        views = TeacherViews(transforms, in_student_classes(view_logits))
     model = train_student(
         train_images,
-        train_labels,
-        read_soft_labels(soft_labels_path, "train", train_ids),
+        class_labels(splits, train_ids, classes),
+        in_student_classes(soft.logits),
         val_images,
-        val_labels,
-        read_soft_labels(soft_labels_path, "val", val_ids),
+        class_labels(splits, val_ids, classes),
+        in_student_classes(read_soft_labels(soft_labels_path, "val", val_ids).logits),
         out_model=out_model,
         out_history=out_history,
+        malignant=malignant,
         augment=augment,
+        views=views,
         seed=seed,
-        **student,
+        **settings,
     )
-    return model, len(train_labels)
+    return model, len(train_ids)

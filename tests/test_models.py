@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 
+from skinkd.augment import compose_transforms
 from skinkd.backbones import registry
 from skinkd.backbones.registry import BACKBONES, build_backbone
 from skinkd.errors import ConfigError, DataError, SkinkdError
@@ -148,12 +149,13 @@ def test_teacher_equals_its_head_on_extracted_features():
     np.testing.assert_allclose(from_features, from_images, rtol=1e-2, atol=1e-2)
 
 
-def test_extract_features_are_float16_and_the_augmenter_runs_first():
+def test_extract_features_are_float16_of_the_warped_views():
     keras.utils.set_random_seed(2)
     backbone = build_backbone("tiny_cnn", 32)
     images = random_images(5, 32, seed=2)
-    features = extract_features({"tiny_cnn": backbone}, images, 2, augmenter=lambda x: 1.0 - x)
-    expected = keras.ops.convert_to_numpy(backbone(1.0 - rescale(images)))
+    flips = compose_transforms(*np.zeros((2, 5)), np.ones(5, bool), *np.zeros((2, 5)))
+    features = extract_features({"tiny_cnn": backbone}, images, 2, transforms=flips)
+    expected = keras.ops.convert_to_numpy(backbone(rescale(images[:, :, ::-1])))
     assert features["tiny_cnn"].dtype == np.float16
     assert features["tiny_cnn"].shape == (5, 1, 1, 32)
     np.testing.assert_allclose(features["tiny_cnn"], expected.astype(np.float16), rtol=1e-3)

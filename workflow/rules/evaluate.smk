@@ -123,8 +123,9 @@ rule calibration:
 rule explanations:
     input:
         student=f"{RESULTS}/student/student.keras",
-        teacher=f"{RESULTS}/teacher/teacher.keras",
+        teacher=teacher_model(),
         shards=shard_files(),
+        teacher_shards=teacher_shard_files(),
         splits=SPLITS_CSV,
     output:
         figure=report(
@@ -143,5 +144,6 @@ rule explanations:
     params:
         per_class=config["explain"]["per_class"],
         seed=config["seed"],
+        teacher_malignant=teacher_params()["malignant"],
     script:
         "../scripts/explanations.py"

@@ -17,6 +17,7 @@ rule student_train:
         mem_mb=6000,
     params:
         student=config["student"],
+        mapping=DATASET["mapping"],
         augment=config["augment"],
         image_size=config["image_size"],
         seed=config["seed"],

@@ -1,7 +1,49 @@
+rule mobilenetv2_weights:
+    input:
+        source=pretrained_source_input,
+    output:
+        weights=WEIGHT_RESOURCES["mobilenetv2"],
+    log:
+        "resources/logs/mobilenetv2_weights.log",
+    conda:
+        ENV_TRAIN
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        source=config["pretrained"]["mobilenetv2"],
+    script:
+        "../scripts/mobilenetv2_weights.py"
+
+
+rule teacher_preprocess_shard:
+    input:
+        manifest=f"{RESULTS}/data/manifest.csv",
+    output:
+        shard=f"{RESULTS}/teacher/preprocessed/shard_{{shard}}.npz",
+    log:
+        f"{RESULTS}/logs/teacher/preprocess_shard_{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/teacher/preprocess_shard_{{shard}}.tsv"
+    wildcard_constraints:
+        shard=r"\d+",
+    conda:
+        ENV_PREPROCESS
+    threads: 1
+    resources:
+        mem_mb=4000,
+    params:
+        preprocessing=teacher_preprocess_params(),
+        shards=len(SHARDS),
+    script:
+        "../scripts/preprocess_shard.py"
+
+
 rule teacher_features:
     input:
-        shards=shard_files(),
+        shards=teacher_shard_files(),
         splits=f"{RESULTS}/data/splits.csv",
+        weights=weight_resources(),
     output:
         features=f"{RESULTS}/teacher/features.npz",
     log:
@@ -16,7 +58,6 @@ rule teacher_features:
     params:
         teacher=teacher_params(),
         augment=config["augment"],
-        image_size=config["image_size"],
         seed=config["seed"],
     script:
         "../scripts/teacher_features.py"
@@ -40,16 +81,40 @@ rule teacher_train:
     params:
         teacher=teacher_params(),
         augment=config["augment"],
-        image_size=config["image_size"],
         seed=config["seed"],
     script:
         "../scripts/teacher_train.py"
 
 
+rule teacher_fine_tune:
+    input:
+        head=f"{RESULTS}/teacher/teacher.keras",
+        shards=teacher_shard_files(),
+        splits=f"{RESULTS}/data/splits.csv",
+        weights=weight_resources(),
+    output:
+        model=f"{RESULTS}/teacher/fine_tuned.keras",
+        history=f"{RESULTS}/teacher/fine_tune_history.csv",
+    log:
+        f"{RESULTS}/logs/teacher_fine_tune.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/teacher_fine_tune.tsv"
+    conda:
+        ENV_TRAIN
+    threads: 2
+    resources:
+        mem_mb=12000,
+    params:
+        teacher=teacher_params(),
+        augment=config["augment"],
+        seed=config["seed"],
+    script:
+        "../scripts/teacher_fine_tune.py"
+
+
 rule soft_labels:
     input:
-        unpack(teacher_inputs),
-        model=f"{RESULTS}/teacher/teacher.keras",
+        unpack(soft_labels_inputs),
     output:
         soft_labels=f"{RESULTS}/teacher/soft_labels.npz",
     log:
@@ -61,5 +126,7 @@ rule soft_labels:
         mem_mb=8000,
     params:
         teacher=teacher_params(),
+        augment=config["augment"],
+        seed=config["seed"],
     script:
         "../scripts/soft_labels.py"

@@ -16,6 +16,7 @@ def main() -> None:
         snakemake.input.shards,
         read_manifest(snakemake.input.splits),
         snakemake.input.soft_labels,
+        mapping=snakemake.params.mapping,
         augment=snakemake.params.augment,
         max_train_images=snakemake.params.max_train_images,
         threshold=snakemake.params.threshold,

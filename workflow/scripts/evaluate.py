@@ -4,6 +4,7 @@ import pandas as pd
 
 from skinkd.atomic import write_csv
 from skinkd.cache import load_split
+from skinkd.classes import binary_logits
 from skinkd.evaluation import evaluate_logits
 from skinkd.inference import model_logits
 from skinkd.manifest import read_manifest
@@ -19,7 +20,8 @@ def main() -> None:
     ids, labels = test["image_id"].to_numpy(), test["label"].to_numpy()
     reference = None
     if name == "teacher":
-        logits = read_soft_labels(snakemake.input.soft_labels, "test", ids)
+        # A seven-class teacher reports P(malignant) through its collapsed logits.
+        logits = binary_logits(*read_soft_labels(snakemake.input.soft_labels, "test", ids))
     else:
         images, labels, ids = load_split(snakemake.input.shards, splits, "test")
         logits = model_logits(snakemake.input.model, images, threads=snakemake.threads)

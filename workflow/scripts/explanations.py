@@ -3,7 +3,11 @@ images of each class."""
 
 import logging
 
+import cv2
+import numpy as np
+
 from skinkd.cache import load_split
+from skinkd.classes import binary_logits
 from skinkd.explain import grad_cam, sample_by_class, student_forward, teacher_forward
 from skinkd.figures import gradcam_figure
 from skinkd.inference import keras_logits, malignant_probability
@@ -20,18 +24,27 @@ def main() -> None:
     chosen = sample_by_class(labels, snakemake.params.per_class, snakemake.params.seed)
     images, labels = images[chosen], labels[chosen]
     log.info("explaining %s", ", ".join(ids[chosen]))
-    explained = {}
-    for name, path, forward_of in (
-        ("student", snakemake.input.student, student_forward),
-        ("teacher", snakemake.input.teacher, teacher_forward),
-    ):
-        model = load_model(path)
-        forward = forward_of(model)
-        if forward is None:
-            log.info("%s: no convolutional maps from images to explain (see teacher_forward)", name)
-            continue
-        prob = malignant_probability(keras_logits(model, images))
-        explained[name] = (grad_cam(forward, images, labels), prob)
+    student = load_model(snakemake.input.student)
+    explained = {
+        "student": (
+            grad_cam(student_forward(student), images, labels),
+            malignant_probability(keras_logits(student, images)),
+        )
+    }
+    teacher = load_model(snakemake.input.teacher)
+    malignant = snakemake.params.teacher_malignant
+    forward = teacher_forward(teacher, malignant)
+    if forward is None:
+        log.info("teacher: no convolutional maps from images to explain (see teacher_forward)")
+    else:
+        # The same test images at the teacher's own size (its cache may differ).
+        teacher_images = load_split(snakemake.input.teacher_shards, splits, "test")[0][chosen]
+        side = images.shape[1]
+        heatmaps = np.stack(
+            [cv2.resize(h, (side, side)) for h in grad_cam(forward, teacher_images, labels)]
+        )
+        logits = binary_logits(keras_logits(teacher, teacher_images), malignant)
+        explained["teacher"] = (heatmaps, malignant_probability(logits))
     gradcam_figure(images, labels, explained, snakemake.output.figure)
 
 

@@ -11,6 +11,8 @@ def main() -> None:
         snakemake.input.model,
         snakemake.params.teacher,
         snakemake.output.soft_labels,
+        augment=snakemake.params.augment,
+        seed=snakemake.params.seed,
         features_path=snakemake.input.features if frozen else None,
         shard_paths=[] if frozen else snakemake.input.shards,
         splits=None if frozen else read_manifest(snakemake.input.splits),

@@ -13,6 +13,7 @@ def main() -> None:
         read_manifest(snakemake.input.splits),
         snakemake.input.soft_labels,
         student=snakemake.params.student,
+        mapping=snakemake.params.mapping,
         augment=snakemake.params.augment,
         seed=snakemake.params.seed,
         out_model=Path(snakemake.output.model),

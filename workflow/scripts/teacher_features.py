@@ -10,7 +10,6 @@ def main() -> None:
         snakemake.input.shards,
         read_manifest(snakemake.input.splits),
         snakemake.params.teacher,
-        image_size=snakemake.params.image_size,
         augment=snakemake.params.augment,
         seed=snakemake.params.seed,
         out=snakemake.output.features,

@@ -15,7 +15,6 @@ def main() -> None:
             snakemake.input.shards,
             read_manifest(snakemake.input.splits),
             teacher,
-            image_size=snakemake.params.image_size,
             augment=snakemake.params.augment,
             seed=snakemake.params.seed,
             out_model=out_model,
@@ -24,6 +23,7 @@ def main() -> None:
     else:
         train_teacher_head(
             snakemake.input.features,
+            read_manifest(snakemake.input.splits),
             teacher,
             seed=snakemake.params.seed,
             out_model=out_model,
