@@ -19,24 +19,16 @@ def _single_threaded_opencv() -> None:
     cv2.setNumThreads(1)
 
 
-def _pool(processes: int) -> ProcessPoolExecutor:
-    # Workers start from a fork server, not by forking the caller: a forked copy of a process
-    # that has run OpenMP or a model runtime's threads (OpenCV, PyTorch, TFLite, TensorFlow)
-    # can deadlock in its first parallel call.
-    return ProcessPoolExecutor(
-        max_workers=processes,
-        mp_context=multiprocessing.get_context("forkserver"),
-        initializer=_single_threaded_opencv,
-    )
-
-
 def map_in_processes(
     fn: Callable[[T], R], items: Sequence[T], processes: int, chunksize: int = 64
 ) -> list[R]:
-    """``[fn(x) for x in items]`` over ``processes`` worker processes, order kept."""
+    """``[fn(x) for x in items]`` over ``processes`` worker processes, order kept.
+
+    Workers are forked: a Snakemake rule script is the main module, and a fork server
+    would re-run it in every worker."""
     if processes <= 1 or len(items) < 2 * chunksize:
         return [fn(x) for x in items]
-    with _pool(processes) as pool:
+    with ProcessPoolExecutor(max_workers=processes, initializer=_single_threaded_opencv) as pool:
         return list(pool.map(fn, items, chunksize=chunksize))
 
 
@@ -45,12 +37,18 @@ def map_chunks_in_processes(
 ) -> Iterator[list[R]]:
     """``[fn(x) for x in chunk]`` for each chunk in order, over ``processes`` workers, with
     the next chunk already being worked on while the caller uses this one (so the caller's
-    own work on a chunk overlaps the workers'); at most two chunks are held at once."""
+    own work on a chunk overlaps the workers'); at most two chunks are held at once.
+
+    Workers start from a fork server, not by forking the caller: the caller typically holds
+    a model runtime's threads (TFLite, TensorFlow), and a forked copy of those deadlocks."""
     if processes <= 1:
         for chunk in chunks:
             yield [fn(x) for x in chunk]
         return
-    with _pool(processes) as pool:
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(
+        max_workers=processes, mp_context=context, initializer=_single_threaded_opencv
+    ) as pool:
         pending: deque[Iterator[R]] = deque()
         for chunk in chunks:
             pending.append(pool.map(fn, chunk, chunksize=chunksize))
