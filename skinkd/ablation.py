@@ -19,8 +19,10 @@ log = logging.getLogger(__name__)
 
 BASELINE = "baseline"
 STAGES = ("closing", "bilateral", "highlight", "unsharp")
-# Preprocessing variants: all six stages, none but resize (and rescale), or one left out.
-PREPROCESSING_VARIANTS = ("all", "none", *(f"no_{stage}" for stage in STAGES))
+# Preprocessing variants: all six stages, none but resize (and rescale), one left out, or
+# all six with a linear resize (which aliases when it shrinks; the default shrinks by area).
+LINEAR_RESIZE = "linear_resize"
+PREPROCESSING_VARIANTS = ("all", "none", *(f"no_{stage}" for stage in STAGES), LINEAR_RESIZE)
 
 
 def preprocessing_variant(preprocess: Mapping[str, Any], variant: str) -> dict[str, Any]:
@@ -28,6 +30,8 @@ def preprocessing_variant(preprocess: Mapping[str, Any], variant: str) -> dict[s
     if variant not in PREPROCESSING_VARIANTS:
         raise ValueError(f"unknown preprocessing variant {variant!r}")
     section = copy.deepcopy(dict(preprocess))
+    if variant == LINEAR_RESIZE:
+        section["resize"] = {**section.get("resize", {}), "interpolation": "linear"}
     off = STAGES if variant == "none" else [variant[3:]] if variant.startswith("no_") else []
     for stage in off:
         section[stage] = {**section.get(stage, {}), "enabled": False}

@@ -141,6 +141,7 @@ CELL_READINGS = (
     ("preprocessing-no_bilateral", "the bilateral stage"),
     ("preprocessing-no_highlight", "the highlight stage"),
     ("preprocessing-no_unsharp", "the unsharp stage"),
+    ("preprocessing-linear_resize", "area interpolation (against linear) when shrinking"),
 )
 
 

@@ -62,6 +62,13 @@ def test_preprocessing_variants_switch_stages_off(variant, enabled):
     on = {s for s in ("closing", "bilateral", "highlight", "unsharp") if getattr(params, s).enabled}
     assert on == enabled
     assert params.closing.kernel_size == 7
+    assert params.interpolation == "auto"
+
+
+def test_linear_resize_variant_keeps_the_stages_and_resizes_linearly():
+    section = preprocessing_variant({"resize": {"interpolation": "auto"}}, "linear_resize")
+    params = Preprocessing.from_config(section, 64)
+    assert params.interpolation == "linear" and params.closing.enabled and params.unsharp.enabled
 
 
 def test_subsample_is_stratified_seeded_and_bounded():

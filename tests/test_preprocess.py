@@ -165,6 +165,19 @@ def test_resize_only_when_not_already_square_target():
     assert out.shape == (224, 224, 3)
 
 
+def test_auto_resize_averages_when_shrinking_and_interpolates_when_enlarging():
+    # Columns alternate black and white: a 3x shrink must give grey, not a sampled pattern.
+    stripes = np.zeros((150, 201, 3), np.uint8)
+    stripes[:, ::2] = 255
+    shrunk = resize(stripes, 67, "auto")
+    np.testing.assert_array_equal(shrunk, resize(stripes, 67, "area"))
+    # Area: every output pixel averages three columns (1 or 2 white); linear picks columns.
+    assert shrunk.std() < 60 < resize(stripes, 67, "linear").std()
+    small = np.random.default_rng(0).integers(0, 256, (150, 200, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(resize(small, 224, "auto"), resize(small, 224, "linear"))
+    assert Preprocessing().interpolation == "auto"
+
+
 def test_rescale_maps_uint8_to_unit_interval():
     images = np.array([[0, 51, 255]], dtype=np.uint8)
     np.testing.assert_allclose(rescale(images), [[0.0, 0.2, 1.0]])
