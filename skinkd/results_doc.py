@@ -160,25 +160,21 @@ def _effect(gain: float, spread: float, change: str) -> str:
     return "the difference is within the seed spread"
 
 
-def _cells(ablation: pd.DataFrame | None, cell: str) -> tuple[pd.Series, pd.Series] | None:
+def _reading(ablation: pd.DataFrame | None, cell: str, thing: str, cell_adds: bool) -> str | None:
+    """The baseline against ``cell``, which lacks ``thing`` (or adds it, ``cell_adds``):
+    whether ``thing`` moves the mean test AUC by more than the seed spread (the larger of
+    the two standard deviations over seeds)."""
     if ablation is None:
         return None
     cells = ablation.set_index("cell")
     if "baseline" not in cells.index or cell not in cells.index:
         return None
-    return cells.loc["baseline"], cells.loc[cell]
-
-
-def cell_reading(ablation: pd.DataFrame | None, cell: str, thing: str) -> str | None:
-    """Whether the baseline beats ``cell`` (the baseline without ``thing``) by more than the
-    seed spread (the larger of the two standard deviations of test AUC over seeds)."""
-    pair = _cells(ablation, cell)
-    if pair is None:
-        return None
-    with_it, without = pair
+    with_it, without = cells.loc["baseline"], cells.loc[cell]
+    if cell_adds:
+        with_it, without = without, with_it
     gain = with_it["roc_auc_mean"] - without["roc_auc_mean"]
     spread = max(with_it["roc_auc_std"], without["roc_auc_std"])
-    verdict = _effect(-gain, spread, f"dropping {thing}")
+    verdict = _effect(gain, spread, f"adding {thing}") if cell_adds else _effect(-gain, spread, f"dropping {thing}")
     return (
         f"student test AUC {with_it['roc_auc_mean']:.3f} with {thing}, "
         f"{without['roc_auc_mean']:.3f} without ({gain:+.3f}, {int(with_it['seeds'])} seeds, "
@@ -186,19 +182,14 @@ def cell_reading(ablation: pd.DataFrame | None, cell: str, thing: str) -> str | 
     )
 
 
+def cell_reading(ablation: pd.DataFrame | None, cell: str, thing: str) -> str | None:
+    """The baseline against ``cell``, the baseline without ``thing``."""
+    return _reading(ablation, cell, thing, cell_adds=False)
+
+
 def addition_reading(ablation: pd.DataFrame | None, cell: str, thing: str) -> str | None:
-    """Whether ``cell`` (the baseline plus ``thing``) beats the baseline beyond the spread."""
-    pair = _cells(ablation, cell)
-    if pair is None:
-        return None
-    baseline, with_it = pair
-    gain = with_it["roc_auc_mean"] - baseline["roc_auc_mean"]
-    spread = max(with_it["roc_auc_std"], baseline["roc_auc_std"])
-    return (
-        f"student test AUC {with_it['roc_auc_mean']:.3f} with {thing}, "
-        f"{baseline['roc_auc_mean']:.3f} without ({gain:+.3f}, {int(baseline['seeds'])} seeds, "
-        f"spread {spread:.3f}): {_effect(gain, spread, f'adding {thing}')}."
-    )
+    """The baseline against ``cell``, the baseline plus ``thing``."""
+    return _reading(ablation, cell, thing, cell_adds=True)
 
 
 def teacher_gap_reading(run: Mapping[str, Any]) -> str | None:

@@ -162,35 +162,41 @@ def train_teacher_head(
     )
 
 
-def train_teacher_end_to_end(
-    shard_paths: Sequence[str | os.PathLike],
-    splits: pd.DataFrame,
-    teacher: Mapping[str, Any],
-    augment: Mapping[str, Any],
-    seed: int,
-    out_model: Path,
-    out_history: Path,
-) -> None:
-    """Train backbones and head together on images, augmented on the fly."""
+def _image_teacher(teacher: Mapping[str, Any], seed: int):
+    """The image-to-logits teacher with trainable backbones, seeded."""
     import keras
 
     from skinkd.models import build_teacher
-    from skinkd.train import ImageBatches, fit_classifier, make_optimizer
 
     keras.utils.set_random_seed(seed)
-    classes, malignant = teacher["classes"], teacher["malignant"]
-    model = build_teacher(
+    return build_teacher(
         teacher["backbones"],
         teacher["image_size"],
         teacher["weights"],
         trainable_backbones=True,
         se_reduction=teacher["se_reduction"],
-        num_classes=len(malignant),
+        num_classes=len(teacher["malignant"]),
     )
-    log.info("end-to-end teacher: %d trainable parameters", _trainable(model))
+
+
+def _fit_on_images(
+    model,
+    shard_paths: Sequence[str | os.PathLike],
+    splits: pd.DataFrame,
+    teacher: Mapping[str, Any],
+    augment: Mapping[str, Any],
+    seed: int,
+    learning_rate: float,
+    epochs: int,
+    out_model: Path,
+    out_history: Path,
+) -> None:
+    """Train an image teacher on the training images, augmented on the fly; best on val."""
+    from skinkd.train import ImageBatches, fit_classifier, make_optimizer
+
+    classes, batch = teacher["classes"], teacher["batch_size"]
     data = load_splits(shard_paths, splits, ("train", "val"))
     (train_images, _, train_ids), (val_images, _, val_ids) = data["train"], data["val"]
-    batch = teacher["batch_size"]
     fit_classifier(
         model,
         ImageBatches(
@@ -202,13 +208,31 @@ def train_teacher_end_to_end(
             seed=seed,
         ),
         ImageBatches(val_images, class_labels(splits, val_ids, classes), batch),
-        make_optimizer(teacher["optimizer"], teacher["learning_rate"]),
-        teacher["epochs"],
+        make_optimizer(teacher["optimizer"], learning_rate),
+        epochs,
         out_model,
         out_history,
-        malignant=malignant,
+        malignant=teacher["malignant"],
         binary_output=False,
     )
+
+
+def train_teacher_end_to_end(
+    shard_paths: Sequence[str | os.PathLike],
+    splits: pd.DataFrame,
+    teacher: Mapping[str, Any],
+    augment: Mapping[str, Any],
+    seed: int,
+    out_model: Path,
+    out_history: Path,
+) -> None:
+    """Train backbones and head together on images, augmented on the fly."""
+    model = _image_teacher(teacher, seed)
+    log.info("end-to-end teacher: %d trainable parameters", _trainable(model))
+    _fit_on_images(
+        model, shard_paths, splits, teacher, augment, seed,
+        teacher["learning_rate"], teacher["epochs"], out_model, out_history,
+    )  # fmt: skip
 
 
 def fine_tune_teacher(
@@ -223,54 +247,25 @@ def fine_tune_teacher(
 ) -> None:
     """The trained head on top of MobileNetV2, its last ``fine_tune_blocks`` blocks trained
     end to end on images at ``fine_tune_learning_rate`` (the rest stays frozen)."""
-    import keras
-
     from skinkd.backbones.mobilenetv2 import unfreeze_last_blocks
-    from skinkd.models import build_teacher, load_model
-    from skinkd.train import ImageBatches, fit_classifier, make_optimizer
+    from skinkd.models import load_model
 
     if teacher["backbones"] != ["mobilenetv2"]:
         raise ConfigError(
             "teacher.fine_tune_blocks: only the mobilenetv2 backbone (preset pretrained) is "
             f"fine-tuned block by block, not {teacher['backbones']}"
         )
-    keras.utils.set_random_seed(seed)
-    classes, malignant = teacher["classes"], teacher["malignant"]
-    model = build_teacher(
-        teacher["backbones"],
-        teacher["image_size"],
-        teacher["weights"],
-        trainable_backbones=True,
-        se_reduction=teacher["se_reduction"],
-        num_classes=len(malignant),
-    )
+    model = _image_teacher(teacher, seed)
     model.get_layer("teacher_head").set_weights(load_model(head_path).get_weights())
     unfrozen = unfreeze_last_blocks(model.get_layer("mobilenetv2"), teacher["fine_tune_blocks"])
     log.info(
         "fine-tuning %d layers of MobileNetV2 (%s .. %s), %d trainable parameters",
         len(unfrozen), unfrozen[0], unfrozen[-1], _trainable(model),
     )  # fmt: skip
-    data = load_splits(shard_paths, splits, ("train", "val"))
-    (train_images, _, train_ids), (val_images, _, val_ids) = data["train"], data["val"]
-    batch = teacher["batch_size"]
-    fit_classifier(
-        model,
-        ImageBatches(
-            train_images,
-            class_labels(splits, train_ids, classes),
-            batch,
-            augmentation=Augmentation.from_config(augment),
-            shuffle=True,
-            seed=seed,
-        ),
-        ImageBatches(val_images, class_labels(splits, val_ids, classes), batch),
-        make_optimizer(teacher["optimizer"], teacher["fine_tune_learning_rate"]),
-        teacher["fine_tune_epochs"],
-        out_model,
-        out_history,
-        malignant=malignant,
-        binary_output=False,
-    )
+    _fit_on_images(
+        model, shard_paths, splits, teacher, augment, seed,
+        teacher["fine_tune_learning_rate"], teacher["fine_tune_epochs"], out_model, out_history,
+    )  # fmt: skip
 
 
 def _trainable(model) -> int:

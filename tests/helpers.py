@@ -55,6 +55,10 @@ def write_png16(path: Path, image: np.ndarray) -> Path:
     return path
 
 
+# The config.yaml augmentation ranges, for tests that train or augment.
+AUGMENT = {"rotation": 20, "height_shift": 0.1, "width_shift": 0.1, "shear": 0.1,
+           "horizontal_flip": True}  # fmt: skip
+
 HAM_COLUMNS = ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"]
 
 

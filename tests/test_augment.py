@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
+from helpers import AUGMENT
 from skinkd.augment import (
     Augmentation,
     augment_batch,
@@ -20,13 +21,7 @@ from skinkd.augment import (
 from skinkd.errors import ConfigError, DataError
 
 PROJECT = Path(__file__).resolve().parents[1]
-DEFAULT = {
-    "rotation": 20,
-    "height_shift": 0.1,
-    "width_shift": 0.1,
-    "shear": 0.1,
-    "horizontal_flip": True,
-}
+DEFAULT = AUGMENT
 NONE = {
     "rotation": 0,
     "height_shift": 0.0,

@@ -115,17 +115,23 @@ def test_feature_cache_holds_every_split_and_the_augmented_views(tiny_data):
     )
 
 
-def test_head_on_the_cache_gives_soft_labels_for_every_image_and_view(tiny_data):
+def cached_head_labels(tiny_data, teacher, tag: str):
+    """The frozen-teacher stage on the tiny data: cache, head, soft labels; their paths."""
     root, shards, splits = tiny_data
-    teacher = resolve()
-    features = root / "features_head.npz"
+    features, model = root / f"features_{tag}.npz", root / f"head_{tag}.keras"
+    out = root / f"soft_labels_{tag}.npz"
     cache_features(shards, splits, teacher, AUGMENT, seed=0, out=features)
-    model = root / "head.keras"
     train_teacher_head(
-        features, splits, teacher, seed=0, out_model=model, out_history=root / "h.csv"
+        features, splits, teacher, seed=0, out_model=model, out_history=root / f"h_{tag}.csv"
     )
-    out = root / "soft_labels.npz"
     soft_labels(model, teacher, out, augment=AUGMENT, seed=0, features_path=features)
+    return features, model, out
+
+
+def test_head_on_the_cache_gives_soft_labels_for_every_image_and_view(tiny_data):
+    splits = tiny_data[2]
+    teacher = resolve()
+    features, model, out = cached_head_labels(tiny_data, teacher, "binary")
     data = np.load(out)
     assert sorted(data["image_ids"]) == sorted(splits["image_id"])
     assert data["logits"].shape == (40, 2) and np.isfinite(data["logits"]).all()
@@ -147,16 +153,9 @@ def test_head_on_the_cache_gives_soft_labels_for_every_image_and_view(tiny_data)
 
 
 def test_seven_class_teacher_stores_seven_logits_and_its_malignant_classes(tiny_data):
-    root, shards, splits = tiny_data
+    splits = tiny_data[2]
     teacher = resolve({"classes": "dx", "augmented_views": 0})
-    features = root / "features_dx.npz"
-    cache_features(shards, splits, teacher, AUGMENT, seed=0, out=features)
-    model = root / "head_dx.keras"
-    train_teacher_head(
-        features, splits, teacher, seed=0, out_model=model, out_history=root / "hdx.csv"
-    )
-    out = root / "soft_labels_dx.npz"
-    soft_labels(model, teacher, out, augment=AUGMENT, seed=0, features_path=features)
+    out = cached_head_labels(tiny_data, teacher, "dx")[2]
     data = np.load(out)
     assert data["logits"].shape == (40, 7)
     assert "view_logits" not in data

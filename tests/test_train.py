@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import AUGMENT
 from skinkd.augment import Augmentation, compose_transforms, warp_images
 from skinkd.classes import binary_logits
 from skinkd.errors import ConfigError, DataError
@@ -34,13 +35,6 @@ from skinkd.train import (
 )
 
 PROJECT = Path(__file__).resolve().parents[1]
-AUGMENT = {
-    "rotation": 20,
-    "height_shift": 0.1,
-    "width_shift": 0.1,
-    "shear": 0.1,
-    "horizontal_flip": True,
-}
 
 # Fixed logits of moderate size: the reference below uses plain exp / sum, no tricks.
 LABELS = np.array([0, 1, 1, 0, 1])
