@@ -93,7 +93,8 @@ TEACHER = resolve_teacher(config["teacher"], DATASET["mapping"], config["image_s
 
 def teacher_params():
     """The teacher section with the preset resolved to backbones, per-backbone weights, its
-    image size and class mask, so that student-only edits leave every teacher job untouched."""
+    image size and class mask, so that student-only edits leave every teacher job untouched.
+    """
     return TEACHER
 
 
