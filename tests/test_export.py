@@ -18,7 +18,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from skinkd.errors import SkinkdError
 from skinkd.export import TFLiteClassifier, export_tflite, read_model_card, write_model_card
-from skinkd.models import build_student
+from skinkd.models import build_student, with_binary_output
 
 PROJECT = Path(__file__).resolve().parents[1]
 SIZE = 32
@@ -99,6 +99,23 @@ def test_student_learns_the_structured_sample(exported: SimpleNamespace) -> None
     predicted = exported.logits.argmax(axis=1)
     assert np.mean(predicted == exported.labels) >= 0.8
     assert set(predicted) == {0, 1}
+
+
+def test_seven_class_student_exports_its_malignant_probability(tmp_path: Path) -> None:
+    """The collapse layer of a seven-output student survives TFLite: fp16 and int8 give the
+    Keras model's P(malignant)."""
+    require_tensorflow_backend()
+    keras.utils.set_random_seed(1)
+    malignant = [True, True, False, False, True, False, False]
+    images, labels = lesion_images(64, seed=3)
+    student = with_binary_output(build_student(SIZE, num_classes=7), malignant)
+    fp16, int8 = tmp_path / "fp16.tflite", tmp_path / "int8.tflite"
+    export_tflite(student, fp16, int8, representative=images[:32])
+    expected = softmax_malignant(keras_logits(student, images))
+    for path, tolerance in ((fp16, 1e-3), (int8, 0.1)):
+        logits = TFLiteClassifier(path).predict_logits(images)
+        assert logits.shape == (64, 2)
+        assert np.abs(softmax_malignant(logits) - expected).max() <= tolerance, path.name
 
 
 def test_tflite_files_are_smaller_than_the_keras_file(exported: SimpleNamespace) -> None:
