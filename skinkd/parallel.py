@@ -25,11 +25,21 @@ def map_in_processes(
     """``[fn(x) for x in items]`` over ``processes`` worker processes, order kept.
 
     Workers are forked: a Snakemake rule script is the main module, and a fork server
-    would re-run it in every worker."""
+    would re-run it in every worker. OpenCV's idle worker threads do not survive a fork,
+    and a child that touches the pool they wait in hangs for good (seen in pytest after
+    tests that warped images), so the caller drops its OpenCV pool while the workers run.
+    """
     if processes <= 1 or len(items) < 2 * chunksize:
         return [fn(x) for x in items]
-    with ProcessPoolExecutor(max_workers=processes, initializer=_single_threaded_opencv) as pool:
-        return list(pool.map(fn, items, chunksize=chunksize))
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        with ProcessPoolExecutor(
+            max_workers=processes, initializer=_single_threaded_opencv
+        ) as pool:
+            return list(pool.map(fn, items, chunksize=chunksize))
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def map_chunks_in_processes(

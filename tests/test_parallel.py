@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import cv2
+import numpy as np
 import pytest
 
 from skinkd.parallel import map_chunks_in_processes, map_in_processes
@@ -26,3 +28,20 @@ def test_chunks_come_back_whole_and_in_order(processes):
     assert [[r[0] for r in chunk] for chunk in results] == [[x * x for x in c] for c in chunks]
     pids = {pid for chunk in results for _, pid in chunk}
     assert (os.getpid() in pids) == (processes == 1)
+
+
+def blurred_mean(seed: int) -> float:
+    image = np.random.default_rng(seed).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    return float(cv2.GaussianBlur(image, (0, 0), 3).mean())
+
+
+def test_forked_workers_use_opencv_after_the_caller_did_and_its_threads_come_back():
+    # The caller's OpenCV pool is busy first, as in a test session or a rule that warped
+    # images; the forked workers then run OpenCV themselves.
+    cv2.setNumThreads(2)
+    image = np.zeros((512, 512, 3), np.uint8)
+    for _ in range(20):
+        cv2.warpAffine(image, np.eye(2, 3), (512, 512))
+    seeds = list(range(200))
+    assert map_in_processes(blurred_mean, seeds, 2) == [blurred_mean(s) for s in seeds]
+    assert cv2.getNumThreads() == 2
