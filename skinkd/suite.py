@@ -39,7 +39,15 @@ def _read(path: Path) -> Mapping[str, Any]:
 
 def load_notes(path: str | Path) -> list[str]:
     """Free-text notes of the runs file (``notes:``), e.g. why a GPU run is missing."""
-    return [str(note) for note in _read(Path(path)).get("notes") or []]
+    notes = _read(Path(path)).get("notes") or []
+    for i, note in enumerate(notes):
+        if not isinstance(note, str):
+            # An unquoted ": " inside a note turns it into a mapping.
+            raise ConfigError(
+                f"{path}: notes[{i}] is not text (a colon followed by a space inside it? "
+                "quote the note)"
+            )
+    return notes
 
 
 def load_runs(path: str | Path) -> list[dict[str, Any]]:

@@ -61,6 +61,13 @@ def test_bad_runs_file_names_the_file_and_the_problem(tmp_path, text, message):
     assert str(path) in str(error.value)
 
 
+def test_a_note_that_yaml_reads_as_a_mapping_is_refused(tmp_path):
+    path = write_runs(tmp_path, "runs: []\nnotes:\n- fine\n- not run: no GPU was lent\n")
+    with pytest.raises(ConfigError, match=re.escape("notes[1] is not text")) as error:
+        load_notes(path)
+    assert str(path) in str(error.value)
+
+
 def benchmark(path, seconds, end):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("s\th:m:s\n" + f"{seconds}\t0:00:00\n")
