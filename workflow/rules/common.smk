@@ -98,6 +98,12 @@ def teacher_params():
     return TEACHER
 
 
+def teacher_feature_params():
+    """Only what the feature cache depends on: head-training edits keep the cache."""
+    keys = ("backbones", "weights", "image_size", "augmented_views", "batch_size")
+    return {key: TEACHER[key] for key in keys}
+
+
 def teacher_preprocess_params():
     """Stage parameters of the teacher's own cache (its size and stage variant)."""
     section = preprocessing_variant(config["preprocess"], TEACHER["preprocessing"])

@@ -56,7 +56,7 @@ rule teacher_features:
     resources:
         mem_mb=8000,
     params:
-        teacher=teacher_params(),
+        teacher=teacher_feature_params(),
         augment=config["augment"],
         seed=config["seed"],
     script:
