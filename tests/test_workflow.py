@@ -283,6 +283,16 @@ def test_changing_student_settings_reuses_soft_labels_and_preprocessing(tiny_run
     assert jobs == STUDENT_JOBS - Counter(evaluate=1) + Counter(all=1)
 
 
+def test_changing_head_training_keeps_the_feature_cache(tiny_run):
+    teacher = {"preset": "tiny", "weights": "none", "trainable_backbones": False,
+               "augmented_views": 1, "batch_size": 16, "epochs": 2, "learning_rate": 0.0003}  # fmt: skip
+    jobs = planned_jobs(tiny_run, *config_files(tiny_run, TEST_PRESET, teacher=teacher))
+    assert jobs["teacher_train"] == 1 and jobs["soft_labels"] == 1
+    assert "teacher_features" not in jobs and "preprocess_shard" not in jobs
+    views = planned_jobs(tiny_run, *config_files(tiny_run, TEST_PRESET, teacher={**teacher, "augmented_views": 2}))
+    assert views["teacher_features"] == 1
+
+
 def make_folder_dataset(root: Path, n: int = 12) -> None:
     rng = np.random.default_rng(0)
     for cls in ("benign", "malignant"):
