@@ -206,7 +206,7 @@ def test_preprocess_image_runs_the_stages_in_order():
             params.unsharp,
         ),
         32,
-        "linear",
+        "area",  # the default (auto) shrinks by area
     )
     np.testing.assert_array_equal(preprocess_image(image, params), by_hand)
     np.testing.assert_array_equal(outputs[-1][1], by_hand)
