@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from skinkd.datasets import HAM_DX, HAM_MALIGNANT, LABEL_NAMES
+from skinkd.labelled import HAM_DX, HAM_MALIGNANT, LABEL_NAMES
 from skinkd.errors import ConfigError, DataError
 
 CLASS_SCHEMES = ("binary", "dx")

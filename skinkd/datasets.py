@@ -15,37 +15,18 @@ from pathlib import Path
 import pandas as pd
 
 from skinkd.errors import DataError
-from skinkd.images import IMAGE_SUFFIXES
+from skinkd.labelled import (
+    HAM_DX,
+    HAM_MALIGNANT,
+    LABEL_NAMES,
+    folder_records,
+    image_files,
+    require_dir,
+)
 
-LABEL_NAMES = ("benign", "malignant")
-HAM_DX = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
-HAM_MALIGNANT = {
-    # The paper's mapping reproduces its counts (3,195 malignant); bkl and vasc are benign
-    # clinically, hence the second mapping.
-    "paper": frozenset({"mel", "bcc", "akiec", "bkl", "vasc"}),
-    "clinical": frozenset({"mel", "bcc", "akiec"}),
-}
 HAM_REQUIRED = ("lesion_id", "image_id", "dx")
 HAM_OPTIONAL = ("dx_type", "age", "sex", "localization")
 HAM_PART_DIRS = ("HAM10000_images_part_1", "HAM10000_images_part_2")
-DIVISIONS = ("train", "test")
-
-
-def _require_dir(path: Path, what: str) -> None:
-    if not path.exists():
-        raise DataError(f"{path}: {what} does not exist")
-    if not path.is_dir():
-        raise DataError(f"{path}: {what} is not a folder")
-
-
-def _image_files(folder: Path) -> list[Path]:
-    files = [
-        Path(dirpath) / name
-        for dirpath, _, names in os.walk(folder)
-        for name in names
-        if name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith(".")
-    ]
-    return sorted(files)
 
 
 def _finish(rows: pd.DataFrame) -> pd.DataFrame:
@@ -69,7 +50,7 @@ def ham10000_image_dirs(root: Path) -> list[Path]:
 def load_ham10000(root: str | os.PathLike, metadata: str | os.PathLike, mapping: str) -> pd.DataFrame:
     """HAM10000: metadata CSV (CRLF or LF) plus images in the official or a single folder."""
     root = Path(root)
-    _require_dir(root, "dataset.root")
+    require_dir(root, "dataset.root")
     meta_path = Path(metadata) if Path(metadata).is_absolute() else root / metadata
     if not meta_path.is_file():
         raise DataError(f"{meta_path}: metadata file does not exist")
@@ -104,7 +85,7 @@ def load_ham10000(root: str | os.PathLike, metadata: str | os.PathLike, mapping:
     dirs = ham10000_image_dirs(root)
     found: dict[str, Path] = {}
     for folder in dirs:
-        for path in _image_files(folder):
+        for path in image_files(folder):
             found.setdefault(path.stem, path)
     malignant = HAM_MALIGNANT[mapping]
     rows = pd.DataFrame(
@@ -125,54 +106,18 @@ def load_ham10000(root: str | os.PathLike, metadata: str | os.PathLike, mapping:
     return _finish(rows)
 
 
-def _class_folders(
-    folder: Path, benign: Sequence[str], malignant: Sequence[str]
-) -> list[tuple[Path, int]]:
-    known = {name: 0 for name in benign} | {name: 1 for name in malignant}
-    classes = []
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if sub.name not in known:
-            raise DataError(
-                f"{sub}: unknown class folder {sub.name!r}; known classes are benign "
-                f"{list(benign)} and malignant {list(malignant)} "
-                "(dataset.benign_classes, dataset.malignant_classes)"
-            )
-        classes.append((sub, known[sub.name]))
-    return classes
-
-
 def load_folder(
     root: str | os.PathLike, benign_classes: Sequence[str], malignant_classes: Sequence[str]
 ) -> pd.DataFrame:
-    """``<class>/`` or ``train|test/<class>/`` folders of images.
+    """``<class>/`` or ``train|test/<class>/`` folders of images (``labelled.folder_records``).
 
     The ``division`` column keeps an existing train/test division ("" for a flat layout).
-    An absent or entirely empty ``test/`` is allowed; a class with no image at all is not.
     """
-    root = Path(root)
-    _require_dir(root, "dataset.root")
-    divisions = [d for d in DIVISIONS if (root / d).is_dir()]
-    tops = [(root / d, d) for d in divisions] if divisions else [(root, "")]
-    records = []
-    per_class: dict[int, int] = {0: 0, 1: 0}
-    for top, division in tops:
-        classes = _class_folders(top, benign_classes, malignant_classes)
-        counts = {sub: len(_image_files(sub)) for sub, _ in classes}
-        if division and sum(counts.values()) == 0:
-            continue
-        for sub, label in classes:
-            if counts[sub] == 0:
-                raise DataError(f"{sub}: empty class folder (no jpg/jpeg/png/bmp images)")
-            for path in _image_files(sub):
-                image_id = path.relative_to(root).as_posix()
-                records.append((image_id, str(path), label, image_id, sub.name, division))
-                per_class[label] += 1
-    for label, count in per_class.items():
-        if count == 0:
-            raise DataError(f"{root}: no {LABEL_NAMES[label]} images in any class folder")
+    records = folder_records(root, benign_classes, malignant_classes)
     rows = pd.DataFrame(
-        records, columns=["image_id", "path", "label", "group", "class_folder", "division"]
+        records, columns=["image_id", "path", "label", "class_folder", "division"]
     )
+    rows.insert(3, "group", rows["image_id"])
     return _finish(rows)
 
 

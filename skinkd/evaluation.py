@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from skinkd.inference import malignant_probability
-from skinkd.metrics import agreement, evaluate_model
+from skinkd.metrics import CONFUSION_COUNTS, RATE_METRICS, agreement, evaluate_model
 
 
 def evaluate_logits(
@@ -38,3 +38,24 @@ def evaluate_logits(
         ref = reference.set_index("image_id").loc[list(image_ids), "prob_malignant"].to_numpy()
         evaluation["agreement_with_student"] = agreement(prob, ref, settings["threshold"])
     return evaluation, predictions
+
+
+def metrics_table(evals: list[dict]) -> pd.DataFrame:
+    """One row per model: model, n, threshold, each rate metric with its <metric>_low and
+    <metric>_high interval bounds, then the confusion counts tn, fp, fn, tp."""
+    rows = []
+    for evaluation in evals:
+        metrics, intervals = evaluation["metrics"], evaluation["intervals"]
+        row = {
+            "model": evaluation["model"],
+            "n": metrics["n"],
+            "threshold": evaluation["threshold"],
+        }
+        for metric in RATE_METRICS:
+            low, high = intervals[metric]
+            row[metric] = metrics[metric]
+            row[f"{metric}_low"] = low
+            row[f"{metric}_high"] = high
+        row.update({count: metrics[count] for count in CONFUSION_COUNTS})
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -8,6 +8,9 @@ import os
 import cv2
 import numpy as np
 
+from skinkd.errors import DataError
+from skinkd.images import decode_image, read_bytes
+
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -52,3 +55,18 @@ def near_duplicate_pairs(hashes: np.ndarray, max_distance: int, block: int = 204
         keep = i < j
         found.append(np.stack([i[keep], j[keep]], axis=1))
     return np.concatenate(found) if found else np.empty((0, 2), dtype=np.int64)
+
+
+def inspect_image(path: str) -> dict[str, object]:
+    """Size and hashes of one image, or ``{"error": message}`` when it cannot be used."""
+    try:
+        data = read_bytes(path)
+        image = decode_image(data, path)
+    except DataError as exc:
+        return {"error": str(exc)}
+    return {
+        "width": image.shape[1],
+        "height": image.shape[0],
+        "sha256": sha256(data),
+        "phash": perceptual_hash(image),
+    }

@@ -11,27 +11,11 @@ import logging
 import pandas as pd
 
 from skinkd.errors import DataError
-from skinkd.hashing import perceptual_hash, sha256
-from skinkd.images import decode_image, read_bytes
+from skinkd.hashing import inspect_image
 from skinkd.parallel import map_in_processes
 
 log = logging.getLogger(__name__)
 _SHOWN_ERRORS = 10
-
-
-def inspect_image(path: str) -> dict[str, object]:
-    """Size and hashes of one image, or ``{"error": message}`` when it cannot be used."""
-    try:
-        data = read_bytes(path)
-        image = decode_image(data, path)
-    except DataError as exc:
-        return {"error": str(exc)}
-    return {
-        "width": image.shape[1],
-        "height": image.shape[0],
-        "sha256": sha256(data),
-        "phash": perceptual_hash(image),
-    }
 
 
 def build_manifest(

@@ -13,7 +13,6 @@ import math
 import os
 
 import numpy as np
-import pandas as pd
 
 from skinkd.atomic import write_text
 from skinkd.errors import DataError
@@ -223,17 +222,33 @@ def evaluate_model(
     seed: int,
     level: float = 0.95,
 ) -> dict:
-    """Metrics and bootstrap intervals of one model from its (n, 2) logits on the test split.
+    """``evaluate_probabilities`` of one model from its (n, 2) logits."""
+    return evaluate_probabilities(
+        name, labels, malignant_probability(logits), threshold, n_boot, seed, level
+    )
+
+
+def evaluate_probabilities(
+    name: str,
+    labels: np.ndarray,
+    prob_malignant: np.ndarray,
+    threshold: float,
+    n_boot: int,
+    seed: int,
+    level: float = 0.95,
+) -> dict:
+    """Metrics and bootstrap intervals of one model's malignant probabilities.
 
     Returns {"model", "threshold", "metrics" (classification_metrics), "intervals" ({rate
     metric: [low, high]}), "bootstrap" ({"n_boot", "seed", "level"})}, ready for JSON.
     """
-    prob = malignant_probability(logits)
-    intervals = bootstrap_intervals(labels, prob, threshold, n_boot=n_boot, seed=seed, level=level)
+    intervals = bootstrap_intervals(
+        labels, prob_malignant, threshold, n_boot=n_boot, seed=seed, level=level
+    )
     return {
         "model": name,
         "threshold": float(threshold),
-        "metrics": classification_metrics(labels, prob, threshold),
+        "metrics": classification_metrics(labels, prob_malignant, threshold),
         "intervals": {metric: [low, high] for metric, (low, high) in intervals.items()},
         "bootstrap": {"n_boot": int(n_boot), "seed": int(seed), "level": float(level)},
     }
@@ -242,24 +257,3 @@ def evaluate_model(
 def write_evaluation(evaluation: dict, path: str | os.PathLike) -> None:
     """Write an evaluate_model result as indented JSON, atomically (NaN is refused, not written)."""
     write_text(json.dumps(evaluation, indent=2, allow_nan=False) + "\n", path)
-
-
-def metrics_table(evals: list[dict]) -> pd.DataFrame:
-    """One row per model: model, n, threshold, each rate metric with its <metric>_low and
-    <metric>_high interval bounds, then the confusion counts tn, fp, fn, tp."""
-    rows = []
-    for evaluation in evals:
-        metrics, intervals = evaluation["metrics"], evaluation["intervals"]
-        row = {
-            "model": evaluation["model"],
-            "n": metrics["n"],
-            "threshold": evaluation["threshold"],
-        }
-        for metric in RATE_METRICS:
-            low, high = intervals[metric]
-            row[metric] = metrics[metric]
-            row[f"{metric}_low"] = low
-            row[f"{metric}_high"] = high
-        row.update({count: metrics[count] for count in CONFUSION_COUNTS})
-        rows.append(row)
-    return pd.DataFrame(rows)

@@ -22,8 +22,8 @@ import numpy as np
 from skinkd.atomic import write_text
 from skinkd.errors import ConfigError, DataError, SkinkdError
 from skinkd.export import read_model_card
-from skinkd.hashing import file_sha256
-from skinkd.images import IMAGE_SUFFIXES, read_image
+from skinkd.hashing import file_sha256, perceptual_hash, sha256
+from skinkd.images import IMAGE_SUFFIXES, decode_image, read_bytes
 from skinkd.inference import load_classifier, malignant_probability
 from skinkd.parallel import map_chunks_in_processes
 from skinkd.preprocess import Preprocessing, preprocess_image
@@ -47,15 +47,17 @@ def image_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
 
 
 class Predictor:
-    """A model file plus the model card beside it, checked against each other."""
+    """A model file plus its model card (beside it unless given), checked against each other."""
 
-    def __init__(self, model: str | os.PathLike, threads: int = 1) -> None:
+    def __init__(
+        self, model: str | os.PathLike, threads: int = 1, card: str | os.PathLike | None = None
+    ) -> None:
         self.model_path = Path(model)
         if self.model_path.suffix not in MODEL_SUFFIXES:
             raise ConfigError(f"{self.model_path}: a model must be a .tflite or .keras file")
         if not self.model_path.is_file():
             raise DataError(f"{self.model_path}: model file not found")
-        card_path = self.model_path.parent / CARD_NAME
+        card_path = self.model_path.parent / CARD_NAME if card is None else Path(card)
         if not card_path.is_file():
             raise DataError(
                 f"{self.model_path}: no {CARD_NAME} beside the model; the card holds the "
@@ -86,14 +88,20 @@ class Predictor:
         return malignant_probability(self.classifier.predict_logits(images_uint8))
 
 
-def prepare(path: Path, preprocessing: Preprocessing) -> tuple[np.ndarray | None, str]:
-    """The preprocessed image, or None and why it could not be read."""
+def prepare(
+    path: Path, preprocessing: Preprocessing, hashes: bool = False
+) -> tuple[np.ndarray | None, str, dict[str, str]]:
+    """(the preprocessed image, "", its sha256 and phash if ``hashes``), or (None, why it
+    could not be read, {}). One decode serves the model and the overlap check."""
     try:
-        return preprocess_image(read_image(path), preprocessing), ""
+        data = read_bytes(path)
+        image = decode_image(data, str(path))
+        found = {"sha256": sha256(data), "phash": perceptual_hash(image)} if hashes else {}
+        return preprocess_image(image, preprocessing), "", found
     except SkinkdError as exc:
-        return None, str(exc)
+        return None, str(exc), {}
     except (OSError, cv2.error) as exc:
-        return None, f"{path}: {exc}"
+        return None, f"{path}: {exc}", {}
 
 
 def predict_paths(
@@ -102,8 +110,10 @@ def predict_paths(
     threshold: float | None = None,
     workers: int = 1,
     chunk: int = 256,
+    hashes: bool = False,
 ) -> Iterator[dict[str, Any]]:
-    """One row per path: path, prob_malignant, label, error (empty when it worked).
+    """One row per path: path, prob_malignant, label, error (empty when it worked), and
+    with ``hashes`` the file's sha256 and the image's phash.
 
     Images are decoded and preprocessed by ``workers`` processes, ``chunk`` at a time: the
     next chunk is prepared while the model runs on this one, and memory stays bounded for
@@ -112,10 +122,10 @@ def predict_paths(
     threshold = predictor.threshold if threshold is None else threshold
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"--threshold: {threshold} is not in [0, 1]")
-    work = functools.partial(prepare, preprocessing=predictor.preprocessing)
+    work = functools.partial(prepare, preprocessing=predictor.preprocessing, hashes=hashes)
     batches = [list(paths[start : start + chunk]) for start in range(0, len(paths), chunk)]
     for batch, prepared in zip(batches, map_chunks_in_processes(work, batches, workers), strict=True):
-        good = [i for i, (image, _) in enumerate(prepared) if image is not None]
+        good = [i for i, (image, _, _) in enumerate(prepared) if image is not None]
         probs = (
             predictor.probabilities(np.stack([prepared[i][0] for i in good]))
             if good
@@ -126,9 +136,10 @@ def predict_paths(
             if i in prob_of:
                 prob = float(prob_of[i])
                 label = predictor.class_names[int(prob >= threshold)]
-                yield {"path": str(path), "prob_malignant": prob, "label": label, "error": ""}
+                row = {"path": str(path), "prob_malignant": prob, "label": label, "error": ""}
             else:
-                yield {"path": str(path), "prob_malignant": None, "label": "", "error": prepared[i][1]}
+                row = {"path": str(path), "prob_malignant": None, "label": "", "error": prepared[i][1]}
+            yield row | prepared[i][2]
 
 
 def format_rows(rows: Sequence[dict[str, Any]], fmt: str) -> str:

@@ -12,6 +12,7 @@ import pytest
 from sklearn import metrics as sk
 
 from skinkd.errors import DataError
+from skinkd.evaluation import metrics_table
 from skinkd.metrics import (
     RATE_METRICS,
     agreement,
@@ -19,7 +20,6 @@ from skinkd.metrics import (
     classification_metrics,
     evaluate_model,
     malignant_probability,
-    metrics_table,
     roc_auc,
     roc_curve,
     write_evaluation,

@@ -6,7 +6,7 @@ import pandas as pd
 
 from skinkd.atomic import write_csv
 from skinkd.figures import confusion_matrix_figure, roc_figure
-from skinkd.metrics import metrics_table
+from skinkd.evaluation import metrics_table
 from skinkd.paper import paper_comparison
 from skinkd.workflow import run_rule
 

@@ -1,0 +1,286 @@
+"""External validation: a trained model scored on another labelled set, and the overlap of
+that set with the run's own images found before any number is read.
+
+Overlap: every external image against every image of the run (its manifest or split table),
+by SHA-256 (byte-identical copies) and by the perceptual hash of the leakage table (resized
+and re-encoded copies). An external image that matches a training or validation image is
+left out of the second set of metrics: the model has seen it. Pandas-free, for the edge
+install's ``skinkd evaluate``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skinkd.errors import DataError
+from skinkd.hashing import hashes_to_uint64
+from skinkd.labelled import LABEL_NAMES, LabelledSet, reject
+from skinkd.metrics import evaluate_probabilities
+from skinkd.predict import Predictor, predict_paths
+
+SEEN_SPLITS = ("train", "val")
+WHOLE_RUN = "run"
+SUBSETS = ("all", "without_overlap")
+_REFERENCE_COLUMNS = ("image_id", "sha256", "phash")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The run's images: ids, the split of each (``run`` for a manifest without splits),
+    SHA-256 hex digests and perceptual hashes."""
+
+    image_ids: np.ndarray
+    splits: np.ndarray
+    sha256: np.ndarray
+    phash: np.ndarray
+
+    @property
+    def split_names(self) -> list[str]:
+        return list(dict.fromkeys(self.splits.tolist()))
+
+    @property
+    def seen_splits(self) -> tuple[str, ...]:
+        """Splits the model learnt from or was selected on (all of a manifest without splits)."""
+        return (WHOLE_RUN,) if self.split_names == [WHOLE_RUN] else SEEN_SPLITS
+
+
+def _csv_records(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    if not path.is_file():
+        raise DataError(f"{path}: manifest does not exist")
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def read_reference(path: str | os.PathLike) -> Reference:
+    """A run's images: its results folder, or its data/splits.csv (hashes from the
+    manifest.csv beside it) or data/manifest.csv (no splits: every image counts as seen)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "data" / "splits.csv" if (path / "data").is_dir() else path / "splits.csv"
+    header, rows = _csv_records(path)
+    if "split" in header and not {"sha256", "phash"} <= set(header):
+        _, manifest = _csv_records(path.parent / "manifest.csv")
+        hashes = {row["image_id"]: row for row in manifest}
+        unknown = [row["image_id"] for row in rows if row["image_id"] not in hashes]
+        if unknown:
+            raise DataError(f"{path}: image {unknown[0]} is not in {path.parent / 'manifest.csv'}")
+        rows = [hashes[row["image_id"]] | {"split": row["split"]} for row in rows]
+        header = [*header, "sha256", "phash"]
+    missing = [column for column in _REFERENCE_COLUMNS if column not in header]
+    if missing:
+        raise DataError(
+            f"{path}: missing column(s) {', '.join(missing)}; --against takes a run's "
+            "results/<name> folder, its data/splits.csv or its data/manifest.csv"
+        )
+    if not rows:
+        raise DataError(f"{path}: no images in the manifest")
+    try:
+        phash = hashes_to_uint64([row["phash"] for row in rows])
+    except (ValueError, TypeError):
+        raise DataError(f"{path}: a phash is not a 16-digit hex number") from None
+    return Reference(
+        image_ids=np.array([row["image_id"] for row in rows]),
+        splits=np.array([row.get("split") or WHOLE_RUN for row in rows]),
+        sha256=np.array([row["sha256"] for row in rows]),
+        phash=phash,
+    )
+
+
+def overlap_rows(
+    image_ids: Sequence[str],
+    sha256: Sequence[str],
+    phash: Sequence[str],
+    reference: Reference,
+    max_distance: int,
+    block: int = 256,
+) -> list[dict[str, Any]]:
+    """One row per external image: its byte-identical run image (id and split, "" if none),
+    the nearest run image of each split by perceptual hash and its distance in bits, the
+    splits it matches (identical, or at most ``max_distance`` bits apart) and ``seen``:
+    whether one of them is a split the model learnt from or was selected on."""
+    exact = {digest: i for i, digest in reversed(list(enumerate(reference.sha256)))}
+    external = hashes_to_uint64(list(phash))
+    splits = reference.split_names
+    members = {split: np.flatnonzero(reference.splits == split) for split in splits}
+    nearest = {split: np.empty(len(external), np.int64) for split in splits}
+    distance = {split: np.empty(len(external), np.int64) for split in splits}
+    for start in range(0, len(external), block):
+        rows = external[start : start + block, None]
+        for split, index in members.items():
+            # Blocked, so that 1,000 x 10,000 distances stay a few megabytes at a time.
+            bits = np.bitwise_count(rows ^ reference.phash[index][None, :])
+            best = bits.argmin(axis=1)
+            nearest[split][start : start + block] = index[best]
+            distance[split][start : start + block] = bits[np.arange(len(best)), best]
+    found = []
+    for k, image_id in enumerate(image_ids):
+        twin = exact.get(sha256[k])
+        row: dict[str, Any] = {
+            "image_id": image_id,
+            "identical_to": "" if twin is None else str(reference.image_ids[twin]),
+            "identical_split": "" if twin is None else str(reference.splits[twin]),
+        }
+        matched = {row["identical_split"]} - {""}
+        for split in splits:
+            row[f"nearest_{split}"] = str(reference.image_ids[nearest[split][k]])
+            row[f"distance_{split}"] = int(distance[split][k])
+            if distance[split][k] <= max_distance:
+                matched.add(split)
+        row["matched_splits"] = ";".join(s for s in splits if s in matched)
+        row["seen"] = bool(matched & set(reference.seen_splits))
+        found.append(row)
+    return found
+
+
+def overlap_counts(rows: Sequence[Mapping[str, Any]], reference: Reference) -> dict[str, int]:
+    """How many external images are identical to a run image, match each split, and were
+    seen (the ones the second set of metrics leaves out)."""
+    counts = {
+        "images": len(rows),
+        "identical": sum(1 for row in rows if row["identical_to"]),
+    }
+    for split in reference.split_names:
+        counts[f"match_{split}"] = sum(
+            1 for row in rows if split in row["matched_splits"].split(";")
+        )
+    counts["seen"] = sum(1 for row in rows if row["seen"])
+    return counts
+
+
+def evaluate_external(
+    model: str,
+    labels: np.ndarray,
+    prob_malignant: np.ndarray,
+    thresholds: Mapping[str, float],
+    *,
+    seen: np.ndarray | None,
+    n_boot: int,
+    seed: int,
+) -> dict[str, Any]:
+    """{subset: {"n", "benign", "malignant", "thresholds": {name: evaluate_probabilities}}}
+    for the whole set and, given ``seen``, for the images the model has not seen. A subset
+    holding one class only gets a ``note`` instead of metrics (no AUC, no intervals)."""
+    labels = np.asarray(labels)
+    prob = np.asarray(prob_malignant, dtype=np.float64)
+    subsets = {"all": np.ones(len(labels), bool)}
+    if seen is not None:
+        subsets["without_overlap"] = ~np.asarray(seen, bool)
+    result: dict[str, Any] = {}
+    for subset, keep in subsets.items():
+        counts = np.bincount(labels[keep], minlength=2)
+        entry: dict[str, Any] = {
+            "n": int(keep.sum()),
+            "benign": int(counts[0]),
+            "malignant": int(counts[1]),
+        }
+        if counts.min() == 0:
+            entry["note"] = "one class only: no ROC AUC, sensitivity or specificity"
+        else:
+            entry["thresholds"] = {
+                name: evaluate_probabilities(
+                    model, labels[keep], prob[keep], value, n_boot=n_boot, seed=seed
+                )
+                for name, value in thresholds.items()
+            }
+        result[subset] = entry
+    return result
+
+
+SHOWN_METRICS = ("roc_auc", "sensitivity", "specificity", "balanced_accuracy", "accuracy", "mcc")
+
+
+def format_report(models: Mapping[str, Mapping[str, Any]]) -> str:
+    """The metrics of ``evaluate_external`` results by model, as a plain-text table with the
+    95% intervals."""
+    header = ["model", "images", "threshold", *SHOWN_METRICS]
+    lines = []
+    for model, subsets in models.items():
+        for subset, entry in subsets.items():
+            who = f"{model} ({subset.replace('_', ' ')})"
+            size = f"{entry['n']} ({entry['benign']}/{entry['malignant']})"
+            if "thresholds" not in entry:
+                lines.append([who, size, "-", entry["note"]])
+                continue
+            for name, evaluation in entry["thresholds"].items():
+                cells = [who, size, f"{name} ({evaluation['threshold']:.3f})"]
+                for metric in SHOWN_METRICS:
+                    value = evaluation["metrics"][metric]
+                    low, high = evaluation["intervals"][metric]
+                    cells.append(
+                        "n/a" if math.isnan(value) else f"{value:.3f} [{low:.3f}, {high:.3f}]"
+                    )
+                lines.append(cells)
+    widths = [max(len(row[i]) for row in [header, *lines] if i < len(row)) for i in range(len(header))]
+    text = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip()
+        for row in [header, *lines]
+    ]
+    return "\n".join(text) + f"\n(images: benign/{LABEL_NAMES[1]}; 95% bootstrap intervals)\n"
+
+
+
+def score_set(
+    predictor: Predictor,
+    labelled: LabelledSet,
+    *,
+    reference: Reference | None = None,
+    hash_distance: int = 2,
+    on_bad_image: str = "error",
+    n_boot: int = 1000,
+    seed: int = 0,
+    workers: int = 1,
+) -> dict[str, Any]:
+    """Score a model on a labelled set at its card's threshold and at 0.5, with intervals;
+    with a run's ``reference``, also without the images that run trained or selected on.
+
+    Returns {"model", "images", "rejected", "overlap" (counts, or None), "models": {model
+    name: evaluate_external}} and, as "rows", one record per image (id, label, probability
+    and, with a reference, its overlap columns)."""
+    paths = [Path(image.path) for image in labelled.images]
+    rows = list(predict_paths(predictor, paths, workers=workers, hashes=reference is not None))
+    bad = [(image.image_id, row["error"]) for image, row in zip(labelled.images, rows, strict=True) if row["error"]]
+    reject(bad, on_bad_image, "image")
+    kept = [(image, row) for image, row in zip(labelled.images, rows, strict=True) if not row["error"]]
+    if not kept:
+        raise DataError("no image of the set could be read")
+    labels = np.array([image.label for image, _ in kept])
+    prob = np.array([row["prob_malignant"] for _, row in kept])
+    records = [
+        {"image_id": image.image_id, "label": image.label, "prob_malignant": round(row["prob_malignant"], 6)}
+        for image, row in kept
+    ]
+    seen, counts = None, None
+    if reference is not None:
+        overlap = overlap_rows(
+            [image.image_id for image, _ in kept],
+            [row["sha256"] for _, row in kept],
+            [row["phash"] for _, row in kept],
+            reference,
+            hash_distance,
+        )
+        seen = np.array([row["seen"] for row in overlap])
+        counts = overlap_counts(overlap, reference)
+        records = [record | row for record, row in zip(records, overlap, strict=True)]
+    name = predictor.model_path.name
+    thresholds = {"validation": predictor.threshold, "0.5": 0.5}
+    return {
+        "model": str(predictor.model_path),
+        "images": len(kept),
+        "rejected": [{"image": where, "reason": reason} for where, reason in labelled.rejected + bad],
+        "overlap": counts,
+        "models": {
+            name: evaluate_external(
+                name, labels, prob, thresholds, seen=seen, n_boot=n_boot, seed=seed
+            )
+        },
+        "rows": records,
+    }
