@@ -16,6 +16,7 @@ include: "workflow/rules/teacher.smk"
 include: "workflow/rules/student.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/external.smk"
 include: "workflow/rules/ablation.smk"
 include: "workflow/rules/suite.smk"
 

@@ -65,11 +65,27 @@ def check_config(config: Mapping[str, Any]) -> None:
             "student.distillation: consistent trains on the teacher's cached views, so it "
             "needs teacher.augmented_views of 1 or more"
         )
+    _check_external(config.get("external", []))
     overlap = set(dataset["benign_classes"]) & set(dataset["malignant_classes"])
     if overlap:
         raise ConfigError(
             f"dataset.benign_classes, dataset.malignant_classes: {sorted(overlap)} in both"
         )
+
+
+def _check_external(sets: list[Mapping[str, Any]]) -> None:
+    seen: set[str] = set()
+    for i, entry in enumerate(sets):
+        key = f"external[{i}]"
+        if entry["name"] in seen:
+            raise ConfigError(f"{key}.name: {entry['name']!r} is used by another set")
+        seen.add(entry["name"])
+        labels = Path(entry["labels"])
+        wanted = "folder" if entry["layout"] == "folder" else "file"
+        if not (labels.is_dir() if wanted == "folder" else labels.is_file()):
+            raise ConfigError(f"{key}.labels: {wanted} {str(labels)!r} does not exist")
+        if entry.get("images") and not Path(entry["images"]).is_dir():
+            raise ConfigError(f"{key}.images: folder {entry['images']!r} does not exist")
 
 
 def config_hash(section: Any) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ import numpy as np
 from skinkd.errors import DataError
 from skinkd.hashing import hashes_to_uint64
 from skinkd.labelled import LABEL_NAMES, LabelledSet, reject
-from skinkd.metrics import evaluate_probabilities
+from skinkd.metrics import RATE_METRICS, evaluate_probabilities
 from skinkd.predict import Predictor, predict_paths
 
 SEEN_SPLITS = ("train", "val")
@@ -52,12 +53,29 @@ class Reference:
         return (WHOLE_RUN,) if self.split_names == [WHOLE_RUN] else SEEN_SPLITS
 
 
-def _csv_records(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+_PHASH = re.compile(r"[0-9a-fA-F]{16}")
+
+
+def _require(path: Path, header: Sequence[str], columns: Sequence[str]) -> None:
+    missing = [column for column in columns if column not in header]
+    if missing:
+        raise DataError(
+            f"{path}: missing column(s) {', '.join(missing)}; --against takes a run's "
+            "results/<name> folder, its data/splits.csv or its data/manifest.csv"
+        )
+
+
+def _csv_records(path: Path, required: Sequence[str]) -> tuple[list[str], list[dict[str, str]]]:
     if not path.is_file():
         raise DataError(f"{path}: manifest does not exist")
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        return list(reader.fieldnames or []), list(reader)
+        header = list(reader.fieldnames or [])
+        rows = list(reader)
+    _require(path, header, required)
+    if not rows:
+        raise DataError(f"{path}: no images in the manifest")
+    return header, rows
 
 
 def read_reference(path: str | os.PathLike) -> Reference:
@@ -66,32 +84,26 @@ def read_reference(path: str | os.PathLike) -> Reference:
     path = Path(path)
     if path.is_dir():
         path = path / "data" / "splits.csv" if (path / "data").is_dir() else path / "splits.csv"
-    header, rows = _csv_records(path)
+    header, rows = _csv_records(path, ("image_id",))
     if "split" in header and not {"sha256", "phash"} <= set(header):
-        _, manifest = _csv_records(path.parent / "manifest.csv")
+        _, manifest = _csv_records(path.parent / "manifest.csv", _REFERENCE_COLUMNS)
         hashes = {row["image_id"]: row for row in manifest}
         unknown = [row["image_id"] for row in rows if row["image_id"] not in hashes]
         if unknown:
             raise DataError(f"{path}: image {unknown[0]} is not in {path.parent / 'manifest.csv'}")
         rows = [hashes[row["image_id"]] | {"split": row["split"]} for row in rows]
-        header = [*header, "sha256", "phash"]
-    missing = [column for column in _REFERENCE_COLUMNS if column not in header]
-    if missing:
+    else:
+        _require(path, header, _REFERENCE_COLUMNS)
+    bad = next((row for row in rows if not _PHASH.fullmatch(row["phash"] or "")), None)
+    if bad is not None:
         raise DataError(
-            f"{path}: missing column(s) {', '.join(missing)}; --against takes a run's "
-            "results/<name> folder, its data/splits.csv or its data/manifest.csv"
+            f"{path}: image {bad['image_id']} has phash {bad['phash']!r}, not 16 hex digits"
         )
-    if not rows:
-        raise DataError(f"{path}: no images in the manifest")
-    try:
-        phash = hashes_to_uint64([row["phash"] for row in rows])
-    except (ValueError, TypeError):
-        raise DataError(f"{path}: a phash is not a 16-digit hex number") from None
     return Reference(
         image_ids=np.array([row["image_id"] for row in rows]),
         splits=np.array([row.get("split") or WHOLE_RUN for row in rows]),
         sha256=np.array([row["sha256"] for row in rows]),
-        phash=phash,
+        phash=hashes_to_uint64([row["phash"] for row in rows]),
     )
 
 
@@ -284,3 +296,23 @@ def score_set(
         },
         "rows": records,
     }
+
+
+def metrics_rows(models: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``evaluate_external`` results as flat rows: model, subset, threshold (name and value),
+    image counts, each rate metric with its interval bounds (NaN rows for one-class subsets)."""
+    rows = []
+    for model, subsets in models.items():
+        for subset, entry in subsets.items():
+            base = {"model": model, "subset": subset, "n": entry["n"],
+                    "benign": entry["benign"], "malignant": entry["malignant"]}  # fmt: skip
+            for name, evaluation in entry.get("thresholds", {}).items():
+                row = {**base, "threshold_choice": name, "threshold": evaluation["threshold"]}
+                for metric in RATE_METRICS:
+                    low, high = evaluation["intervals"][metric]
+                    row.update({metric: evaluation["metrics"][metric],
+                                f"{metric}_low": low, f"{metric}_high": high})  # fmt: skip
+                rows.append(row)
+            if "thresholds" not in entry:
+                rows.append({**base, "threshold_choice": "", "threshold": math.nan})
+    return rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -167,30 +168,37 @@ def ablation_figure(table: pd.DataFrame, out: str | os.PathLike) -> None:
     _save(fig, out)
 
 
-def reliability_figure(calibration: Mapping, out: str | os.PathLike) -> None:
-    """Reliability diagram of the test split (observed malignant fraction against mean
-    P(malignant) per bin, bin counts below) with the ECE and the validation threshold."""
-    bins = [b for b in calibration["test_bins"] if b["count"]]
+def reliability_figure(
+    curves: Mapping[str, Mapping[str, Any]],
+    threshold: float,
+    threshold_note: str,
+    out: str | os.PathLike,
+    images: str = "test images",
+) -> None:
+    """Reliability diagram: observed malignant fraction against mean P(malignant) per bin
+    for each of ``curves`` ({name: ``calibration.reliability`` result}), with its ECE, the
+    bin counts of the first below, and the decision ``threshold``."""
     fig, (ax, counts) = plt.subplots(
         2, 1, figsize=(4.8, 5.4), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
     )
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfect calibration")
-    ax.plot([b["mean_predicted"] for b in bins], [b["observed"] for b in bins], marker="o",
-            label=f"student (ECE {calibration['test_ece']:.3f})")  # fmt: skip
-    threshold = calibration["threshold"]
+    for name, curve in curves.items():
+        bins = [b for b in curve["bins"] if b["count"]]
+        ax.plot([b["mean_predicted"] for b in bins], [b["observed"] for b in bins], marker="o",
+                label=f"{name} (ECE {curve['ece']:.3f})")  # fmt: skip
     for axis in (ax, counts):
         axis.axvline(threshold, color="tab:red", linestyle="--", linewidth=1)
-    ax.text(threshold, 0.02, f" threshold {threshold:.3f}\n (val sensitivity "
-            f"{calibration['val']['sensitivity']:.2f})", color="tab:red", fontsize=7)  # fmt: skip
+    ax.text(threshold, 0.02, f" threshold {threshold:.3f}\n ({threshold_note})", color="tab:red",
+            fontsize=7)  # fmt: skip
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.01)
     ax.set_ylabel("observed malignant fraction")
     ax.legend(loc="upper left", fontsize=8)
-    centres = [(b["low"] + b["high"]) / 2 for b in calibration["test_bins"]]
-    width = calibration["test_bins"][0]["high"] - calibration["test_bins"][0]["low"]
-    counts.bar(centres, [b["count"] for b in calibration["test_bins"]], width=width * 0.9)
+    first = next(iter(curves.values()))["bins"]
+    centres = [(b["low"] + b["high"]) / 2 for b in first]
+    counts.bar(centres, [b["count"] for b in first], width=(first[0]["high"] - first[0]["low"]) * 0.9)
     counts.set_xlabel("predicted P(malignant)")
-    counts.set_ylabel("test images")
+    counts.set_ylabel(images)
     fig.tight_layout()
     _save(fig, out)
 

@@ -124,7 +124,7 @@ def detect_layout(labels: str | os.PathLike) -> str:
     path = Path(labels)
     if path.is_dir():
         return "folder"
-    header = _read_rows(path)[0]
+    header = _read_rows(path)[0][1]
     if set(ISIC_COLUMNS) <= set(header):
         return "isic"
     if {"image", "label"} <= set(header):
@@ -135,23 +135,30 @@ def detect_layout(labels: str | os.PathLike) -> str:
     )
 
 
-def _read_rows(path: Path) -> list[list[str]]:
+def _read_rows(path: Path) -> list[tuple[int, list[str]]]:
+    """(line number, cells) of every non-blank row, numbered as an editor shows them."""
     if not path.is_file():
         raise DataError(f"{path}: labels file does not exist")
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            rows = [[cell.strip() for cell in row] for row in csv.reader(handle)]
+            reader = csv.reader(handle)
+            rows = []
+            line = 1
+            for row in reader:
+                if any(cell.strip() for cell in row):
+                    rows.append((line, [cell.strip() for cell in row]))
+                line = reader.line_num + 1
     except (UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path}: not a readable CSV ({exc})") from None
-    rows = [row for row in rows if any(row)]
     if not rows:
         raise DataError(f"{path}: empty labels file (no header)")
     return rows
 
 
 def _table(path: Path, required: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
-    """(line number, row) pairs of a CSV with ``required`` columns."""
-    header, *body = _read_rows(path)
+    """(line number, row) pairs of a CSV with ``required`` columns; a row of the wrong
+    length becomes {"": why}."""
+    (_, header), *body = _read_rows(path)
     missing = [column for column in required if column not in header]
     if missing:
         raise DataError(
@@ -160,7 +167,7 @@ def _table(path: Path, required: Sequence[str]) -> list[tuple[int, dict[str, str
     if not body:
         raise DataError(f"{path}: no rows below the header")
     rows = []
-    for line, cells in enumerate(body, start=2):
+    for line, cells in body:
         if len(cells) != len(header):
             rows.append((line, {"": f"{len(cells)} fields, the header has {len(header)}"}))
         else:
@@ -180,8 +187,7 @@ def _inside(root: Path, relative: str) -> Path | None:
     return path
 
 
-def _csv_set(labels: Path, mapping: str) -> LabelledSet:
-    del mapping  # the labels are binary already
+def _csv_set(labels: Path) -> LabelledSet:
     found = LabelledSet()
     seen: set[str] = set()
     for line, row in _table(labels, ("image", "label")):
@@ -190,6 +196,8 @@ def _csv_set(labels: Path, mapping: str) -> LabelledSet:
             found.rejected.append((where, row[""]))
             continue
         path = _inside(labels.parent, row["image"])
+        # The id is the normalised relative path: ./a.jpg and sub/../a.jpg are a.jpg.
+        image_id = Path(os.path.normpath(row["image"])).as_posix()
         label = _LABEL_WORDS.get(row["label"].lower())
         if path is None:
             reason = f"image path {row['image']!r} is empty, absolute or leaves {labels.parent}"
@@ -197,11 +205,11 @@ def _csv_set(labels: Path, mapping: str) -> LabelledSet:
             reason = f"unknown label {row['label']!r} (benign, malignant, 0 or 1)"
         elif not path.is_file():
             reason = f"image {path} does not exist"
-        elif row["image"] in seen:
-            reason = f"image {row['image']!r} is listed twice"
+        elif image_id in seen:
+            reason = f"image {image_id!r} is listed twice"
         else:
-            seen.add(row["image"])
-            found.images.append(LabelledImage(Path(row["image"]).as_posix(), str(path), label))
+            seen.add(image_id)
+            found.images.append(LabelledImage(image_id, str(path), label))
             continue
         found.rejected.append((where, reason))
     return found
@@ -209,9 +217,12 @@ def _csv_set(labels: Path, mapping: str) -> LabelledSet:
 
 def _isic_set(labels: Path, images: Path, mapping: str) -> LabelledSet:
     require_dir(images, "images folder")
-    by_stem = {path.stem: path for path in image_files(images)}
+    by_stem: dict[str, list[Path]] = {}
+    for path in image_files(images):
+        by_stem.setdefault(path.stem, []).append(path)
     malignant = HAM_MALIGNANT[mapping]
     found = LabelledSet()
+    seen: set[str] = set()
     for line, row in _table(labels, ("image", *ISIC_COLUMNS)):
         where = f"{labels}:{line}"
         if "" in row:
@@ -223,14 +234,19 @@ def _isic_set(labels: Path, images: Path, mapping: str) -> LabelledSet:
             found.rejected.append((where, "a diagnosis column is not a number"))
             continue
         hot = [column for column, value in zip(ISIC_COLUMNS, values, strict=True) if value == 1.0]
-        path = by_stem.get(row["image"])
+        paths = by_stem.get(row["image"], [])
         if len(hot) != 1 or sum(values) != 1.0:
             reason = f"not one-hot over {','.join(ISIC_COLUMNS)}: {values}"
-        elif path is None:
+        elif not paths:
             reason = f"no image {row['image']}.(jpg|jpeg|png|bmp) under {images}"
+        elif len(paths) > 1:
+            reason = f"{len(paths)} images named {row['image']} under {images}: {paths[:2]}"
+        elif row["image"] in seen:
+            reason = f"image {row['image']!r} is listed twice"
         else:
+            seen.add(row["image"])
             dx = hot[0].lower()
-            found.images.append(LabelledImage(row["image"], str(path), int(dx in malignant), dx))
+            found.images.append(LabelledImage(row["image"], str(paths[0]), int(dx in malignant), dx))
             continue
         found.rejected.append((where, reason))
     return found
@@ -261,7 +277,7 @@ def read_labelled_set(
             [LabelledImage(str(r["image_id"]), str(r["path"]), int(r["label"])) for r in records]
         )
     elif layout == "csv":
-        found = _csv_set(labels, mapping)
+        found = _csv_set(labels)
     else:
         found = _isic_set(labels, Path(images) if images else labels.parent, mapping)
     if found.rejected:

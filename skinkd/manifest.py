@@ -12,6 +12,7 @@ import pandas as pd
 
 from skinkd.errors import DataError
 from skinkd.hashing import inspect_image
+from skinkd.labelled import LabelledSet
 from skinkd.parallel import map_in_processes
 
 log = logging.getLogger(__name__)
@@ -65,3 +66,19 @@ def read_manifest(path: str) -> pd.DataFrame:
     return pd.read_csv(
         path, dtype={c: str for c in text_columns}, keep_default_na=False, na_values=[]
     )
+
+
+def labelled_manifest(
+    labelled: LabelledSet, on_bad_image: str = "error", processes: int = 1
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``build_manifest`` for a labelled set from elsewhere (``skinkd.labelled``): the rows
+    it rejected come first in ``rejected``, named by file and line."""
+    source = pd.DataFrame(
+        [vars(image) for image in labelled.images], columns=["image_id", "path", "label", "dx"]
+    )
+    manifest, rejected = build_manifest(source, on_bad_image, processes)
+    rows = pd.DataFrame(
+        [(where, "", reason) for where, reason in labelled.rejected],
+        columns=["image_id", "path", "reason"],
+    )
+    return manifest, pd.concat([rows, rejected], ignore_index=True)

@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 from skinkd.atomic import atomic_path
+from skinkd.classes import binary_logits
 from skinkd.errors import ConfigError, DataError
+from skinkd.inference import malignant_probability
 
 
 class SoftLabels(NamedTuple):
@@ -88,3 +90,14 @@ def read_teacher_views(
             )
         take = _positions(path, data["view_image_ids"], image_ids, "training-view")
         return data["view_transforms"][:, take], data["view_logits"][:, take]
+
+
+def teacher_probabilities(path: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, the teacher's P(malignant)) of every image of one split."""
+    with np.load(path) as data:
+        rows = data["split"] == split
+        labels, logits = data["labels"][rows], data["logits"][rows]
+        malignant = data["malignant"]
+    if not len(labels):
+        raise DataError(f"{path}: no {split} images")
+    return labels, malignant_probability(binary_logits(logits, malignant))

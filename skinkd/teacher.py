@@ -53,6 +53,20 @@ def resolve_teacher(teacher: Mapping[str, Any], mapping: str, image_size: int) -
     return resolved
 
 
+def frozen_backbones(teacher: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """The frozen backbones by name, built after seeding with ``seed``: backbones without
+    pretrained weights come out the same for the cache and for later images."""
+    import keras
+
+    from skinkd.backbones.registry import build_backbone
+
+    keras.utils.set_random_seed(seed)
+    return {
+        name: build_backbone(name, teacher["image_size"], teacher["weights"][name])
+        for name in teacher["backbones"]
+    }
+
+
 def cache_features(
     shard_paths: Sequence[str | os.PathLike],
     splits: pd.DataFrame,
@@ -67,16 +81,9 @@ def cache_features(
     test; for each augmented view k of the training images ``train_view<k>/<backbone>`` and
     ``train_view<k>/transforms`` (the view, so that soft labels can name it).
     """
-    import keras
-
-    from skinkd.backbones.registry import build_backbone
     from skinkd.models import extract_features
 
-    keras.utils.set_random_seed(seed)
-    backbones = {
-        name: build_backbone(name, teacher["image_size"], teacher["weights"][name])
-        for name in teacher["backbones"]
-    }
+    backbones = frozen_backbones(teacher, seed)
     augmentation = Augmentation.from_config(augment)
     batch = teacher["batch_size"]
     arrays: dict[str, np.ndarray] = {}
@@ -272,6 +279,14 @@ def _trainable(model) -> int:
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 
 
+def head_logits(
+    model: Any, features: Mapping[str, np.ndarray], backbones: Sequence[str], batch_size: int
+) -> np.ndarray:
+    """Logits of a teacher head for cached (float16) features of its backbones."""
+    inputs = {name: features[name].astype(np.float32) for name in backbones}
+    return np.asarray(model.predict(inputs, batch_size=batch_size, verbose=0), np.float32)
+
+
 def soft_labels(
     model_path: str | os.PathLike,
     teacher: Mapping[str, Any],
@@ -298,16 +313,12 @@ def soft_labels(
     batch = teacher["batch_size"]
     names = teacher["backbones"]
 
-    def head_logits(features: Mapping[str, np.ndarray]) -> np.ndarray:
-        inputs = {name: features[name].astype(np.float32) for name in names}
-        return np.asarray(model.predict(inputs, batch_size=batch, verbose=0), np.float32)
-
     images_by_split = None if features_path else load_splits(shard_paths, splits, SPLIT_NAMES)
     parts = []
     for split in SPLIT_NAMES:
         if images_by_split is None:
             features, labels, ids = load_features(features_path, split, names)
-            logits = head_logits(features)
+            logits = head_logits(model, features, names, batch)
         else:
             images, labels, ids = images_by_split[split]
             logits = keras_logits(model, images, batch)
@@ -322,7 +333,7 @@ def soft_labels(
             with np.load(features_path) as data:
                 features = {name: data[f"train_view{view}/{name}"] for name in names}
                 transforms.append(data[f"train_view{view}/transforms"])
-            view_logits.append(head_logits(features))
+            view_logits.append(head_logits(model, features, names, batch))
         else:
             transforms.append(view_transforms(augmentation, len(train_ids), seed, view))
             images = images_by_split["train"][0]
@@ -337,3 +348,25 @@ def soft_labels(
         malignant=teacher["malignant"],
         views=(train_ids, np.stack(transforms), np.stack(view_logits)) if transforms else None,
     )
+
+
+def teacher_logits(
+    model_path: str | os.PathLike,
+    teacher: Mapping[str, Any],
+    images: np.ndarray,
+    *,
+    frozen: bool,
+    seed: int,
+) -> np.ndarray:
+    """The teacher's logits for uint8 images preprocessed as its own cache. ``frozen``: the
+    saved model is the head, fed by the backbones as the feature cache built them (same
+    ``seed``); otherwise the saved model takes images."""
+    from skinkd.inference import keras_logits
+    from skinkd.models import extract_features, load_model
+
+    model = load_model(model_path)
+    batch = teacher["batch_size"]
+    if not frozen:
+        return keras_logits(model, images, batch)
+    features = extract_features(frozen_backbones(teacher, seed), images, batch)
+    return head_logits(model, features, teacher["backbones"], batch)

@@ -204,3 +204,28 @@ def test_edge_install_predicts_without_tensorflow_or_snakemake(edge_venv, model,
     assert rows[str(images.truncated)]["error"]
     keras_model = run_cli(edge_venv / "bin" / "skinkd", "predict", str(model.keras), str(images.root), env=env)
     assert keras_model.returncode == 2 and "needs Keras and TensorFlow" in keras_model.stderr
+
+
+def test_edge_install_evaluates_a_labelled_set_with_the_overlap_check(edge_venv, model, images, tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    labels = images.root / "labels.csv"
+    rel = [path.relative_to(images.root).as_posix() for path in images.good]
+    labels.write_text("image,label\n" + "".join(f"{p},{i % 2}\n" for i, p in enumerate(rel)))
+    run = tmp_path / "run" / "data"
+    run.mkdir(parents=True)
+    from skinkd.hashing import inspect_image
+
+    first = inspect_image(str(images.good[0]))
+    (run / "manifest.csv").write_text(f"image_id,sha256,phash\nseen,{first['sha256']},{first['phash']}\n")
+    (run / "splits.csv").write_text("image_id,split\nseen,train\n")
+    out = tmp_path / "result.json"
+    result = run_cli(edge_venv / "bin" / "skinkd", "evaluate", str(model.int8), str(labels),
+                     "--against", str(run.parent), "--out", str(out), "--bootstrap", "50", env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "roc_auc" in result.stdout and "validation (0.300)" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["overlap"]["identical"] == 1 and report["overlap"]["seen"] == 1
+    subsets = report["models"][model.int8.name]
+    assert subsets["all"]["n"] == 4 and subsets["without_overlap"]["n"] == 3
+    expected = expected_probabilities(model.int8, images.good)
+    np.testing.assert_allclose([row["prob_malignant"] for row in report["rows"]], expected, atol=1e-6)

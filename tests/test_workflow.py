@@ -293,6 +293,91 @@ def test_changing_head_training_keeps_the_feature_cache(tiny_run):
     assert views["teacher_features"] == 1
 
 
+def make_external_set(run: Path, root: Path) -> dict[str, list[str]]:
+    """A CSV-layout set beside a finished run: byte-identical copies of five test images,
+    resized and re-encoded copies of five training images, six unrelated images."""
+    results = run / "results/test/data"
+    manifest = read_manifest(results / "manifest.csv").set_index("image_id")
+    splits = read_manifest(results / "splits.csv")
+    kinds: dict[str, list[str]] = {"test_copies": [], "train_copies": [], "unrelated": []}
+    rows = []
+    for kind, split in (("test_copies", "test"), ("train_copies", "train")):
+        for image_id in splits.loc[splits["split"] == split, "image_id"].head(5):
+            source = run / manifest.loc[image_id, "path"]
+            name = f"{kind}/{image_id}" + (".jpg" if kind == "test_copies" else ".png")
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            if kind == "test_copies":
+                shutil.copy(source, root / name)
+            else:
+                small = cv2.resize(cv2.imread(str(source)), (100, 75), interpolation=cv2.INTER_AREA)
+                cv2.imwrite(str(root / name), small)
+            rows.append((name, int(manifest.loc[image_id, "label"])))
+            kinds[kind].append(name)
+    rng = np.random.default_rng(7)
+    for i in range(6):
+        noise = rng.integers(0, 256, (150, 200, 3), dtype=np.uint8)
+        name = f"unrelated/{i}.jpg"
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / name), cv2.GaussianBlur(noise, (0, 0), 5))
+        rows.append((name, i % 2))
+        kinds["unrelated"].append(name)
+    pd.DataFrame(rows, columns=["image", "label"]).to_csv(root / "labels.csv", index=False)
+    return kinds
+
+
+EXTERNAL_JOBS = Counter(
+    external_images=1, external_overlap=1, external_predictions=3, external_metrics=1
+)
+
+
+def test_external_set_is_checked_for_overlap_and_scored_without_rerunning_the_run(tiny_run):
+    from skinkd.export import read_model_card
+    from skinkd.metrics import classification_metrics
+
+    kinds = make_external_set(tiny_run, tiny_run / "elsewhere")
+    external = [{"name": "elsewhere", "layout": "csv", "labels": str(tiny_run / "elsewhere/labels.csv")}]
+    args = config_files(tiny_run, TEST_PRESET, external=external)
+    # Adding a set runs that set's jobs and nothing upstream (the card ignores external).
+    assert planned_jobs(tiny_run, *args) == EXTERNAL_JOBS + Counter(all=1)
+    snakemake(tiny_run, "--cores", "2", *args)
+    results = tiny_run / "results/test"
+    out = results / "external/elsewhere"
+    overlap = pd.read_csv(out / "overlap.csv", keep_default_na=False).set_index("image_id")
+    assert overlap.loc[kinds["train_copies"], "seen"].all()
+    assert (overlap.loc[kinds["train_copies"], "matched_splits"].str.contains("train")).all()
+    assert (overlap.loc[kinds["test_copies"], "identical_split"] == "test").all()
+    assert not overlap.loc[kinds["test_copies"], "seen"].any()
+    assert not overlap.loc[kinds["unrelated"], "seen"].any()
+    assert (overlap.loc[kinds["unrelated"], "matched_splits"] == "").all()
+    # Byte-identical test images get the probabilities of the run's own evaluation: the
+    # same preprocessing and, for the frozen teacher, the same backbone as its cache.
+    for model in ("student", "teacher"):
+        ours = pd.read_csv(out / f"{model}_predictions.csv").set_index("image_id")
+        run_eval = pd.read_csv(results / f"eval/{model}_predictions.csv", dtype={"image_id": str})
+        run_eval = run_eval.set_index("image_id")["prob_malignant"]
+        ids = [Path(name).stem for name in kinds["test_copies"]]
+        np.testing.assert_allclose(
+            ours.loc[kinds["test_copies"], "prob_malignant"], run_eval.loc[ids], atol=2e-4
+        )
+    metrics = json.loads((out / "metrics.json").read_text())
+    card = read_model_card(results / "export/model_card.json")
+    assert metrics["seen"] == 5 and metrics["images"] == 16
+    assert set(metrics["models"]) == {"student", "student_int8", "teacher"}
+    student = metrics["models"]["student"]
+    assert student["all"]["thresholds"]["validation"]["threshold"] == card["threshold"]
+    assert student["without_overlap"]["n"] == 11
+    predictions = pd.read_csv(out / "student_predictions.csv").set_index("image_id")
+    unseen = predictions.loc[~overlap.loc[predictions.index, "seen"]]
+    expected = classification_metrics(unseen["label"], unseen["prob_malignant"], 0.5)
+    assert student["without_overlap"]["thresholds"]["0.5"]["metrics"] == pytest.approx(expected)
+    assert cv2.imread(str(out / "roc.png")).std() > 10
+    report = tiny_run / "external_report.html"
+    snakemake(tiny_run, *args, "--report", str(report))
+    text = report.read_text()
+    assert '"External validation": {"elsewhere": [' in text
+    assert "results/test/external/elsewhere/overlap.csv" in text
+
+
 def make_folder_dataset(root: Path, n: int = 12) -> None:
     rng = np.random.default_rng(0)
     for cls in ("benign", "malignant"):

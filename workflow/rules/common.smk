@@ -47,6 +47,39 @@ ABLATION_VARIANTS = sorted(
 )
 
 
+EXTERNAL = {entry["name"]: entry for entry in config["external"]}
+EXTERNAL_MODELS = ["student", "student_int8", "teacher"]
+# External sets do not describe the model: adding one must not change its card.
+MODEL_CONFIG = {key: value for key, value in config.items() if key != "external"}
+
+
+def external_params(wildcards):
+    """How to read one external set, with the run's defaults filled in."""
+    entry = EXTERNAL[wildcards.set]
+    return {
+        "layout": entry["layout"],
+        "labels": entry["labels"],
+        "images": entry.get("images", ""),
+        "mapping": entry.get("mapping", DATASET["mapping"]),
+        "benign_classes": entry.get("benign_classes", ["benign"]),
+        "malignant_classes": entry.get("malignant_classes", ["malignant"]),
+        "on_bad_image": DATASET["on_bad_image"],
+    }
+
+
+def external_predictions_inputs(wildcards):
+    """The student and its int8 export with their card; the teacher with its own images'
+    preprocessing, and the weights its frozen backbones need."""
+    inputs = {"images": f"{RESULTS}/external/{wildcards.set}/images.csv"}
+    if wildcards.model == "teacher":
+        return {**inputs, "model": teacher_model(), "weights": weight_resources()}
+    if wildcards.model == "student":
+        model = f"{RESULTS}/student/student.keras"
+    else:
+        model = f"{RESULTS}/export/{wildcards.model}.tflite"
+    return {**inputs, "model": model, "card": f"{RESULTS}/export/model_card.json"}
+
+
 def dataset_root():
     """The folder the manifest reads: the generated set for synthetic data."""
     if DATASET["kind"] == "synthetic":
@@ -201,6 +234,7 @@ def all_targets():
         f"{RESULTS}/figures/gradcam.png",
         f"{RESULTS}/figures/teacher_training.png",
         f"{RESULTS}/figures/student_training.png",
+        *expand(f"{RESULTS}/external/{{set}}/metrics.json", set=list(EXTERNAL)),
     ]
 
 

@@ -48,7 +48,7 @@ rule model_card:
         mem_mb=1000,
     params:
         preprocessing=preprocess_params(),
-        config_hash=config_hash(config),
+        config_hash=config_hash(MODEL_CONFIG),
         dataset=config["dataset"]["kind"],
     script:
         "../scripts/model_card.py"

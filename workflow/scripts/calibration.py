@@ -27,7 +27,12 @@ def main() -> None:
         snakemake.params.target_sensitivity,
     )
     write_text(json.dumps(result, indent=2) + "\n", snakemake.output.calibration)
-    reliability_figure(result, snakemake.output.figure)
+    reliability_figure(
+        {"student": {"ece": result["test_ece"], "bins": result["test_bins"]}},
+        result["threshold"],
+        f"val sensitivity {result['val']['sensitivity']:.2f}",
+        snakemake.output.figure,
+    )
 
 
 run_rule(snakemake, main)
