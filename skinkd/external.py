@@ -153,16 +153,16 @@ def overlap_rows(
     return found
 
 
-def overlap_counts(rows: Sequence[Mapping[str, Any]], reference: Reference) -> dict[str, int]:
-    """How many external images are identical to a run image, match each split, and were
-    seen (the ones the second set of metrics leaves out)."""
+def overlap_counts(rows: Sequence[Mapping[str, Any]], splits: Sequence[str]) -> dict[str, int]:
+    """How many external images are identical to a run image, match each of ``splits``,
+    and were seen (the ones the second set of metrics leaves out)."""
     counts = {
         "images": len(rows),
         "identical": sum(1 for row in rows if row["identical_to"]),
     }
-    for split in reference.split_names:
+    for split in splits:
         counts[f"match_{split}"] = sum(
-            1 for row in rows if split in row["matched_splits"].split(";")
+            1 for row in rows if split in str(row["matched_splits"]).split(";")
         )
     counts["seen"] = sum(1 for row in rows if row["seen"])
     return counts
@@ -280,7 +280,7 @@ def score_set(
             hash_distance,
         )
         seen = np.array([row["seen"] for row in overlap])
-        counts = overlap_counts(overlap, reference)
+        counts = overlap_counts(overlap, reference.split_names)
         records = [record | row for record, row in zip(records, overlap, strict=True)]
     name = predictor.model_path.name
     thresholds = {"validation": predictor.threshold, "0.5": 0.5}

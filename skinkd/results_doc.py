@@ -60,6 +60,10 @@ def load_run(results: Path, name: str) -> dict[str, Any] | None:
         "job_seconds": job_seconds(run),
         "wall_seconds": wall_seconds(run),
         "test_images": next(iter(evals.values()))["metrics"]["n"] if evals else 0,
+        "external": {
+            path.parent.name: json.loads(path.read_text())
+            for path in sorted((run / "external").glob("*/metrics.json"))
+        },
     }
 
 
@@ -130,7 +134,63 @@ def metrics_section(label: str, command: str, run: Mapping[str, Any]) -> list[st
                 f"{row['roc_auc_std']:.3f} | {row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f} | "
                 f"{_paper(row.get('paper_ham10000_accuracy'))} |"
             )
+    for name, external in run.get("external", {}).items():
+        lines += external_section(name, external)
     return lines + [""]
+
+
+def _external_cells(entry: Mapping[str, Any], threshold: str) -> list[str]:
+    if "thresholds" not in entry:
+        return [str(entry["n"]), "one class only", "", ""]
+    evaluation = entry["thresholds"][threshold]
+    return [str(entry["n"]), _ci(evaluation, "roc_auc"),
+            f"{evaluation['metrics']['sensitivity']:.3f}", f"{evaluation['metrics']['specificity']:.3f}"]  # fmt: skip
+
+
+def external_section(name: str, external: Mapping[str, Any]) -> list[str]:
+    """One external set: what overlaps the run, then each model on the whole set and on the
+    images the run never trained or selected on."""
+    overlap = external["overlap"]
+    matches = ", ".join(
+        f"{count} {key.removeprefix('match_')}" for key, count in overlap.items() if key.startswith("match_")
+    )
+    lines = [
+        "",
+        f"External validation on `{name}`: {overlap['images']} images "
+        f"({external['rejected']} rejected); {overlap['identical']} byte-identical to an image "
+        f"of this run; by perceptual hash they match {matches} images; {overlap['seen']} match "
+        "a training or validation image and are left out of the unseen columns. Thresholds "
+        "as chosen on this run's validation split (not re-tuned on the set).",
+        "",
+        "| model | threshold | images | ROC AUC [95% CI] | sensitivity | specificity "
+        "| unseen images | ROC AUC [95% CI] | sensitivity | specificity |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for model, subsets in external["models"].items():
+        threshold = external["thresholds"][model]
+        cells = [model, f"{threshold:.3f}", *_external_cells(subsets["all"], "validation")]
+        cells += _external_cells(subsets["without_overlap"], "validation")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def external_reading(name: str, external: Mapping[str, Any]) -> str | None:
+    """How much of an external set the run had seen, and what leaving it out does to the
+    student's AUC."""
+    student = external["models"].get("student")
+    if student is None or "thresholds" not in student["all"]:
+        return None
+    overlap = external["overlap"]
+    whole = student["all"]["thresholds"]["validation"]["metrics"]["roc_auc"]
+    text = (
+        f"on `{name}`, {overlap['seen']} of {overlap['images']} images match a training or "
+        f"validation image of the run; the student's ROC AUC is {whole:.3f} on the whole set"
+    )
+    unseen = student["without_overlap"]
+    if "thresholds" not in unseen:
+        return text + f", and the {unseen['n']} unseen images hold one class only."
+    alone = unseen["thresholds"]["validation"]["metrics"]["roc_auc"]
+    return text + f" and {alone:.3f} on the {unseen['n']} unseen images ({alone - whole:+.3f})."
 
 
 # Ablation cells read against the baseline: (cell, what the baseline has that it lacks).
@@ -344,6 +404,7 @@ def render(runs: Sequence[Mapping[str, Any]], results: Path, notes: Sequence[str
         found = [cell_reading(run["ablation"], cell, thing) for cell, thing in CELL_READINGS]
         found += [addition_reading(run["ablation"], c, thing) for c, thing in ADDITION_READINGS]
         found.append(teacher_gap_reading(run))
+        found += [external_reading(name, ext) for name, ext in run.get("external", {}).items()]
         found.append(largest_effects(run["ablation"]))
         if "target_auc" in r:
             found.append(target_reading(run, r["target_auc"]))

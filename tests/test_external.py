@@ -402,7 +402,7 @@ def test_unrelated_images_and_test_split_copies_are_not_seen(run):
 def test_overlap_counts_and_blocking(run):
     reference = read_reference(run.data / "splits.csv")
     rows = overlap_rows(run.ids, run.sha256, run.phash, reference, max_distance=2)
-    assert overlap_counts(rows, reference) == {
+    assert overlap_counts(rows, reference.split_names) == {
         "images": 10, "identical": 1, "match_train": 5, "match_val": 1, "match_test": 1, "seen": 6,
     }  # fmt: skip
     # Blocks of three external images at a time give the same rows as one block.
@@ -431,7 +431,7 @@ def test_manifest_alone_counts_every_match_as_seen(run, tmp_path):
     assert rows["test224.jpg"]["seen"] is True and rows["test224.jpg"]["matched_splits"] == "run"
     assert rows["copy.jpg"]["identical_split"] == "run"
     assert rows["other100.jpg"]["seen"] is False
-    counts = overlap_counts(list(rows.values()), reference)
+    counts = overlap_counts(list(rows.values()), reference.split_names)
     assert counts == {"images": 10, "identical": 1, "match_run": 7, "seen": 7}
 
 

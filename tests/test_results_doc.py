@@ -156,3 +156,36 @@ def test_threshold_reading_flags_a_blind_default_threshold():
     assert "finds only 0.0% of malignant lesions (20% of the test images" in text
     sighted = np.stack([np.zeros(100), np.where(labels == 1, 2.0, -2.0)], axis=1)
     assert threshold_reading(evaluate_model("student", labels, sighted, 0.5, 20, 0)) is None
+
+
+def test_external_set_is_tabulated_with_its_overlap_and_read(tmp_path):
+    from skinkd.external import evaluate_external
+
+    fake_run(tmp_path, "run", 1.0)
+    rng = np.random.default_rng(3)
+    labels = np.arange(100) % 2
+    prob = np.clip(labels * 0.3 + rng.uniform(0, 0.7, 100), 0, 1)
+    seen = np.arange(100) < 60
+    models = {
+        model: evaluate_external(model, labels, prob, {"validation": 0.25, "0.5": 0.5},
+                                 seen=seen, n_boot=50, seed=0)  # fmt: skip
+        for model in ("student", "teacher")
+    }
+    external = {
+        "set": "kaggle", "images": 100, "rejected": 2, "thresholds": {"student": 0.25, "teacher": 0.3},
+        "overlap": {"images": 100, "identical": 4, "match_train": 50, "match_val": 10, "match_test": 12, "seen": 60},
+        "models": models,
+    }  # fmt: skip
+    (tmp_path / "run/external/kaggle").mkdir(parents=True)
+    (tmp_path / "run/external/kaggle/metrics.json").write_text(json.dumps(external))
+    text = render([{"name": "run", "label": "Run", "targets": ["all"], "configfiles": []}], tmp_path)
+    assert "External validation on `kaggle`: 100 images (2 rejected); 4 byte-identical" in text
+    assert "they match 50 train, 10 val, 12 test images; 60 match a training or validation" in text
+    whole = models["student"]["all"]["thresholds"]["validation"]
+    unseen = models["student"]["without_overlap"]["thresholds"]["validation"]
+    low, high = whole["intervals"]["roc_auc"]
+    assert f"| student | 0.250 | 100 | {whole['metrics']['roc_auc']:.3f} [{low:.3f}, {high:.3f}] |" in text
+    gap = unseen["metrics"]["roc_auc"] - whole["metrics"]["roc_auc"]
+    assert (f"on `kaggle`, 60 of 100 images match a training or validation image of the run; "
+            f"the student's ROC AUC is {whole['metrics']['roc_auc']:.3f} on the whole set and "
+            f"{unseen['metrics']['roc_auc']:.3f} on the 40 unseen images ({gap:+.3f}).") in text  # fmt: skip

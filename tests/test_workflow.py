@@ -361,7 +361,8 @@ def test_external_set_is_checked_for_overlap_and_scored_without_rerunning_the_ru
         )
     metrics = json.loads((out / "metrics.json").read_text())
     card = read_model_card(results / "export/model_card.json")
-    assert metrics["seen"] == 5 and metrics["images"] == 16
+    assert metrics["images"] == 16 and metrics["overlap"]["seen"] == 5
+    assert metrics["overlap"]["identical"] == 5 and metrics["overlap"]["match_test"] == 5
     assert set(metrics["models"]) == {"student", "student_int8", "teacher"}
     student = metrics["models"]["student"]
     assert student["all"]["thresholds"]["validation"]["threshold"] == card["threshold"]

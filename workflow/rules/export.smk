@@ -50,5 +50,6 @@ rule model_card:
         preprocessing=preprocess_params(),
         config_hash=config_hash(MODEL_CONFIG),
         dataset=config["dataset"]["kind"],
+        mapping=DATASET["mapping"] if DATASET["kind"] == "ham10000" else None,
     script:
         "../scripts/model_card.py"

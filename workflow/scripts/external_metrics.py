@@ -9,7 +9,7 @@ import pandas as pd
 from skinkd.atomic import write_csv, write_text
 from skinkd.calibration import reliability, threshold_for_sensitivity
 from skinkd.export import read_model_card
-from skinkd.external import evaluate_external, metrics_rows
+from skinkd.external import evaluate_external, metrics_rows, overlap_counts
 from skinkd.figures import reliability_figure, roc_figure
 from skinkd.soft_labels import teacher_probabilities
 from skinkd.workflow import run_rule
@@ -26,7 +26,7 @@ def main() -> None:
             val_labels, val_prob, settings["target_sensitivity"]
         ),
     }
-    overlap = pd.read_csv(snakemake.input.overlap, dtype={"image_id": str})
+    overlap = pd.read_csv(snakemake.input.overlap, dtype={"image_id": str}, keep_default_na=False)
     seen = overlap.set_index("image_id")["seen"].astype(bool)
     models, curves = {}, {}
     for model, path in zip(snakemake.params.models, snakemake.input.predictions):
@@ -51,7 +51,10 @@ def main() -> None:
         "set": snakemake.wildcards.set,
         "images": int(len(overlap)),
         "rejected": int(len(rejected)),
-        "seen": int(seen.sum()),
+        "overlap": overlap_counts(
+            overlap.to_dict("records"),
+            [c.removeprefix("distance_") for c in overlap.columns if c.startswith("distance_")],
+        ),
         "thresholds": chosen,
         "target_sensitivity": settings["target_sensitivity"],
         "models": models,

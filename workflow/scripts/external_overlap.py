@@ -22,7 +22,7 @@ def main() -> None:
         snakemake.params.hash_distance,
     )
     write_csv(pd.DataFrame(rows), snakemake.output.overlap)
-    logging.info("overlap: %s", overlap_counts(rows, reference))
+    logging.info("overlap: %s", overlap_counts(rows, reference.split_names))
 
 
 run_rule(snakemake, main)

@@ -39,6 +39,8 @@ def main() -> None:
         test_metrics={name: e["metrics"] for name, e in evals.items()},
         training_data={
             "dataset": snakemake.params.dataset,
+            # Diagnoses to benign/malignant: skinkd evaluate maps an ISIC set the same way.
+            "mapping": snakemake.params.mapping,
             "images": int(len(read_manifest(snakemake.input.manifest))),
             "benign_by_split": {s: int(counts.loc[s, 0]) for s in counts.index},
             "malignant_by_split": {s: int(counts.loc[s, 1]) for s in counts.index},
