@@ -23,10 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from report import machine, write_report  # noqa: E402  (bench/ is the script's folder)
+from student import export_bench_student  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "predict.json"
 
@@ -40,13 +39,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
 
-    import keras
-
-    from skinkd.export import export_tflite, write_model_card
-    from skinkd.models import build_student
-    from skinkd.preprocess import Preprocessing, preprocess_image
     from skinkd.synthetic import generate_synthetic
-    from skinkd.images import read_image
 
     skinkd = Path(sys.executable).with_name("skinkd")
     with tempfile.TemporaryDirectory() as tmp:
@@ -54,19 +47,8 @@ def main() -> None:
         generate_synthetic(tmp / "data", args.images, seed=0, width=600, height=450)
         folder = tmp / "data" / "images"
         files = sorted(folder.glob("*.jpg"))
-        params = Preprocessing(image_size=args.image_size)
-        keras.utils.set_random_seed(0)
-        model = build_student(args.image_size)
         export = tmp / "export"
-        export.mkdir()
-        representative = np.stack([preprocess_image(read_image(p), params) for p in files[:64]])
-        export_tflite(model, export / "student_fp16.tflite", export / "student_int8.tflite", representative)
-        write_model_card(
-            export / "model_card.json", image_size=args.image_size, preprocessing=params.to_dict(),
-            class_names=["benign", "malignant"], threshold=0.5, threshold_choice={},
-            files={"tflite_int8": export / "student_int8.tflite"}, test_metrics={},
-            training_data={"dataset": "benchmark"}, config_hash="bench",
-        )  # fmt: skip
+        export_bench_student(export, args.image_size, files)
         command = [str(skinkd), "predict", str(export / "student_int8.tflite"), str(folder),
                    "--out", str(tmp / "predictions.csv"), "--threads", str(args.threads)]  # fmt: skip
         seconds = []
