@@ -24,6 +24,11 @@ _MAGIC = {
 }
 _PNG_END = b"IEND\xaeB`\x82"
 _JPEG_END = b"\xff\xd9"
+# Refused before decoding: a few hundred bytes can declare an image whose pixels would
+# take gigabytes (a decompression bomb). 100 megapixels is 4x a 24-megapixel dermatoscope.
+MAX_PIXELS = 100_000_000
+# JPEG start-of-frame markers (they carry the size); C4, C8 and CC are other segments.
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 def _format_of(data: bytes) -> str | None:
@@ -42,6 +47,38 @@ def _check_complete(data: bytes, fmt: str, source: str) -> None:
         raise DataError(f"{source}: truncated PNG (no IEND chunk)")
 
 
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the first start-of-frame segment, None if there is none."""
+    i = 2
+    while i + 9 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in _JPEG_SOF:
+            return int.from_bytes(data[i + 7 : i + 9]), int.from_bytes(data[i + 5 : i + 7])
+        if marker == 0xD8 or 0xD0 <= marker <= 0xD7:  # no length field
+            i += 2
+            continue
+        i += 2 + int.from_bytes(data[i + 2 : i + 4])
+    return None
+
+
+def declared_size(data: bytes, fmt: str) -> tuple[int, int] | None:
+    """(width, height) as the file's header states it, read without decoding."""
+    if fmt == "PNG" and len(data) >= 24:
+        return int.from_bytes(data[16:20]), int.from_bytes(data[20:24])
+    if fmt == "BMP" and len(data) >= 26:
+        width = int.from_bytes(data[18:22], "little", signed=True)
+        height = int.from_bytes(data[22:26], "little", signed=True)
+        return abs(width), abs(height)
+    if fmt == "JPEG":
+        return _jpeg_size(data)
+    return None
+
+
 def decode_image(data: bytes, source: str) -> np.ndarray:
     """Decode encoded image bytes into an RGB uint8 array; ``source`` names the file in errors."""
     if len(data) == 0:
@@ -52,6 +89,12 @@ def decode_image(data: bytes, source: str) -> np.ndarray:
             f"{source}: not a JPEG, PNG or BMP image (file starts with {data[:8]!r})"
         )
     _check_complete(data, fmt, source)
+    size = declared_size(data, fmt)
+    if size is not None and size[0] * size[1] > MAX_PIXELS:
+        raise DataError(
+            f"{source}: {fmt} header declares {size[0]}x{size[1]} pixels, over the "
+            f"{MAX_PIXELS:,}-pixel limit (refused before decoding: a decompression bomb?)"
+        )
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise DataError(f"{source}: corrupt {fmt} (the decoder could not read it)")

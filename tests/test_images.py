@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -365,3 +366,37 @@ def test_decode_image_matches_read_image(tmp_path):
     source = rgb_array(6, 7, seed=16)
     path = write_rgb(tmp_path / "x.png", source)
     np.testing.assert_array_equal(decode_image(path.read_bytes(), str(path)), source)
+
+
+def _bomb(fmt: str, width: int = 50_000, height: int = 50_000) -> bytes:
+    """A tiny valid image whose header is patched to declare width x height pixels."""
+    ok, buf = cv2.imencode({"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp"}[fmt], np.zeros((8, 8, 3), np.uint8))
+    data = bytearray(buf.tobytes())
+    if fmt == "PNG":
+        data[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+    elif fmt == "BMP":
+        data[18:26] = width.to_bytes(4, "little") + height.to_bytes(4, "little", signed=True)
+    else:
+        sof = next(i for i in range(2, len(data)) if data[i] == 0xFF and data[i + 1] == 0xC0)
+        data[sof + 5 : sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "BMP"])
+def test_decompression_bomb_is_refused_before_decoding(fmt, monkeypatch):
+    from skinkd import images
+
+    def no_decoding(*args):
+        raise AssertionError("the decoder was called")
+
+    monkeypatch.setattr(images.cv2, "imdecode", no_decoding)
+    with pytest.raises(DataError, match=r"declares 50000x50000 pixels, over the 100,000,000-pixel limit"):
+        decode_image(_bomb(fmt), f"bomb.{fmt.lower()}")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "BMP"])
+def test_declared_size_is_the_decoded_size(fmt):
+    from skinkd.images import declared_size
+
+    ok, buf = cv2.imencode({"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp"}[fmt], rgb_array(37, 53))
+    assert declared_size(buf.tobytes(), fmt) == (53, 37)
