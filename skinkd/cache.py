@@ -73,7 +73,7 @@ def load_shards(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Concatenate shards into (images, labels, image_ids), optionally only the given ids
     in the given order (a split's images)."""
-    parts = [np.load(Path(p)) for p in paths]
+    parts = [np.load(Path(p), allow_pickle=False) for p in paths]
     images = np.concatenate([p["images"] for p in parts])
     labels = np.concatenate([p["labels"] for p in parts])
     ids = np.concatenate([p["image_ids"] for p in parts])

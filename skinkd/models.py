@@ -17,7 +17,7 @@ from keras import layers
 
 from skinkd.augment import warp_images
 from skinkd.backbones.registry import BACKBONES, KINDS, build_backbone
-from skinkd.errors import ConfigError
+from skinkd.errors import ConfigError, DataError
 from skinkd.preprocess import rescale
 
 log = logging.getLogger(__name__)
@@ -228,5 +228,11 @@ def extract_features(
 
 def load_model(path: str | Path) -> keras.Model:
     """Load a saved ``.keras`` model of this project (its custom layers are registered by
-    importing this module)."""
-    return keras.models.load_model(path)
+    importing this module) in safe mode: a file carrying code (a Lambda layer's bytecode)
+    is refused, not run."""
+    try:
+        return keras.models.load_model(path, safe_mode=True)
+    except ValueError as exc:
+        if "safe_mode" not in str(exc):
+            raise
+        raise DataError(f"{path}: refused, the model file carries code to run ({exc})") from None

@@ -68,7 +68,7 @@ def read_soft_labels(
 ) -> SoftLabels:
     """Teacher logits for ``image_ids`` of one split, in that order, and the classes'
     malignancy."""
-    with np.load(path) as data:
+    with np.load(path, allow_pickle=False) as data:
         rows = np.flatnonzero(data["split"] == split)
         take = _positions(path, data["image_ids"][rows], image_ids, split)
         logits = data["logits"][rows[take]]
@@ -81,7 +81,7 @@ def read_teacher_views(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(transforms (K, n, 2, 3), logits (K, n, C)) of the teacher's views of ``image_ids``
     (training images), in that order."""
-    with np.load(path) as data:
+    with np.load(path, allow_pickle=False) as data:
         if "view_logits" not in data:
             raise ConfigError(
                 f"student.distillation: consistent needs the teacher's logits on augmented "
@@ -94,7 +94,7 @@ def read_teacher_views(
 
 def teacher_probabilities(path: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(labels, the teacher's P(malignant)) of every image of one split."""
-    with np.load(path) as data:
+    with np.load(path, allow_pickle=False) as data:
         rows = data["split"] == split
         labels, logits = data["labels"][rows], data["logits"][rows]
         malignant = data["malignant"]

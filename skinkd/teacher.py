@@ -117,7 +117,7 @@ def load_features(
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """(features by backbone, labels, ids) of one split; ``with_views`` appends the cached
     augmented views of the training images (labels repeated, ids too)."""
-    with np.load(path) as data:
+    with np.load(path, allow_pickle=False) as data:
         if f"{split}/ids" not in data:
             raise DataError(f"{path}: no {split} split in the feature cache")
         ids, labels = data[f"{split}/ids"], data[f"{split}/labels"]
@@ -330,7 +330,7 @@ def soft_labels(
     augmentation = Augmentation.from_config(augment)
     for view in range(1, teacher["augmented_views"] + 1):
         if images_by_split is None:
-            with np.load(features_path) as data:
+            with np.load(features_path, allow_pickle=False) as data:
                 features = {name: data[f"train_view{view}/{name}"] for name in names}
                 transforms.append(data[f"train_view{view}/transforms"])
             view_logits.append(head_logits(model, features, names, batch))

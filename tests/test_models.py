@@ -332,3 +332,22 @@ def test_stalled_vit_download_times_out_within_seconds(monkeypatch):
         silent.close()
     assert time.monotonic() - start < 10
     assert socket.getdefaulttimeout() == default_timeout  # the process-wide default is restored
+
+
+def test_a_model_file_carrying_code_is_refused_not_run(tmp_path):
+    from skinkd.errors import DataError
+    from skinkd.models import load_model
+
+    marker = tmp_path / "ran"
+    # The Lambda's bytecode touches the marker whenever it runs (building the model too).
+    touch = eval(f"lambda x: (__import__('pathlib').Path({str(marker)!r}).touch(), x)[1]")
+    inputs = keras.Input((2,))
+    path = tmp_path / "lambda.keras"
+    keras.Model(inputs, keras.layers.Lambda(touch)(inputs)).save(path)
+    marker.unlink()
+    with pytest.raises(DataError, match="lambda.keras: refused, the model file carries code"):
+        load_model(path)
+    assert not marker.exists()
+    # Without safe mode the same file runs its code on load.
+    keras.models.load_model(path, safe_mode=False)
+    assert marker.exists()

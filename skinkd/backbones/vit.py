@@ -155,7 +155,7 @@ def load_vit_npz(model: keras.Model, path: Path) -> None:
     depth = sum(1 for layer in model.layers if layer.name.endswith("_LayerNorm_0"))
     keys = _vit_npz_keys(depth)
     assert set(keys) == set(variables), "ViT layer names and the .npz mapping disagree"
-    with np.load(path) as checkpoint:
+    with np.load(path, allow_pickle=False) as checkpoint:
         missing = sorted(set(keys.values()) - set(checkpoint.files))
         if missing:
             raise DataError(f"{path}: not a ViT checkpoint of this size, missing {missing[:3]}")
