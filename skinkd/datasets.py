@@ -21,6 +21,7 @@ from skinkd.labelled import (
     LABEL_NAMES,
     folder_records,
     image_files,
+    refuse_outside,
     require_dir,
 )
 
@@ -103,6 +104,7 @@ def load_ham10000(root: str | os.PathLike, metadata: str | os.PathLike, mapping:
     )
     for column in HAM_OPTIONAL:
         rows[column] = meta[column] if column in meta.columns else ""
+    refuse_outside(root, rows["path"], f"an image of {meta_path}")
     return _finish(rows)
 
 

@@ -67,6 +67,19 @@ def require_dir(path: Path, what: str) -> None:
         raise DataError(f"{path}: {what} is not a folder")
 
 
+def refuse_outside(root: Path, paths: Sequence[str | os.PathLike], what: str) -> None:
+    """Raise DataError if a path leaves ``root`` once ``..`` and symlinks are resolved: a
+    metadata row or a link must not make the workflow read files elsewhere."""
+    top = root.resolve()
+    for path in paths:
+        real = Path(path).resolve()
+        if not real.is_relative_to(top):
+            raise DataError(
+                f"{path}: {what} leaves the data root {root} (it resolves to {real}); "
+                "images must lie inside it"
+            )
+
+
 def _class_folders(
     folder: Path, benign: Sequence[str], malignant: Sequence[str]
 ) -> list[tuple[Path, int]]:
@@ -115,6 +128,7 @@ def folder_records(
     for label, count in per_class.items():
         if count == 0:
             raise DataError(f"{root}: no {LABEL_NAMES[label]} images in any class folder")
+    refuse_outside(root, [str(r["path"]) for r in records], "image")
     return records
 
 
@@ -241,6 +255,8 @@ def _isic_set(labels: Path, images: Path, mapping: str) -> LabelledSet:
             reason = f"no image {row['image']}.(jpg|jpeg|png|bmp) under {images}"
         elif len(paths) > 1:
             reason = f"{len(paths)} images named {row['image']} under {images}: {paths[:2]}"
+        elif not paths[0].resolve().is_relative_to(images.resolve()):
+            reason = f"image {paths[0]} leaves {images} (it resolves to {paths[0].resolve()})"
         elif row["image"] in seen:
             reason = f"image {row['image']!r} is listed twice"
         else:

@@ -448,3 +448,27 @@ def test_real_kaggle_sample():
     )
     manifest, _ = build_manifest(sample)
     assert set(zip(manifest["width"], manifest["height"])) == {(224, 224)}
+
+
+def test_metadata_image_id_that_escapes_the_root_is_refused(tmp_path):
+    rows = ham_rows()
+    rows[3]["image_id"] = "../../outside"
+    root, _, _ = make_ham_tree(tmp_path / "ham", rows, layout="images", skip_images=("../../outside",))
+    with pytest.raises(DataError, match=r"outside.jpg: an image of .*HAM10000_metadata.csv leaves the data root"):
+        load_ham10000(root, "HAM10000_metadata.csv", "paper")
+
+
+def test_symlinked_image_pointing_outside_the_root_is_refused(tmp_path):
+    root, _, paths = make_ham_tree(tmp_path / "ham", layout="images")
+    secret = tmp_path / "elsewhere" / "secret.jpg"
+    secret.parent.mkdir()
+    paths["ISIC_0000004"].rename(secret)
+    paths["ISIC_0000004"].symlink_to(secret)
+    with pytest.raises(DataError, match=r"ISIC_0000004.jpg: .* leaves the data root .* resolves to .*secret.jpg"):
+        load_ham10000(root, "HAM10000_metadata.csv", "paper")
+    folder = tmp_path / "folder"
+    for cls in ("benign", "malignant"):
+        write_rgb(folder / cls / "a.jpg", rgb_array(seed=1))
+    (folder / "malignant" / "link.jpg").symlink_to(secret)
+    with pytest.raises(DataError, match=r"link.jpg: image leaves the data root"):
+        load_folder(folder, ["benign"], ["malignant"])
