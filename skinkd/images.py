@@ -95,7 +95,12 @@ def decode_image(data: bytes, source: str) -> np.ndarray:
             f"{source}: {fmt} header declares {size[0]}x{size[1]} pixels, over the "
             f"{MAX_PIXELS:,}-pixel limit (refused before decoding: a decompression bomb?)"
         )
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        # Damaged headers can trip the decoder's own assertions (found by tests/test_fuzz.py).
+        reason = str(exc).strip().splitlines()[-1]
+        raise DataError(f"{source}: corrupt {fmt} (the decoder refused it: {reason})") from None
     if image is None:
         raise DataError(f"{source}: corrupt {fmt} (the decoder could not read it)")
     if image.dtype == np.uint16:
