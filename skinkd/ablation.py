@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from skinkd.checkpoint import Checkpoint
+
 log = logging.getLogger(__name__)
 
 BASELINE = "baseline"
@@ -125,8 +127,10 @@ def run_cell(
     augment: Mapping[str, Any],
     max_train_images: int | None,
     threshold: float,
+    checkpoint: Checkpoint | None = None,
 ) -> dict[str, Any]:
-    """Train one cell's student for one seed and score it on the test split."""
+    """Train one cell's student for one seed (resumable with a ``checkpoint``) and score it
+    on the test split."""
     import tempfile
     import time
     from pathlib import Path
@@ -150,6 +154,7 @@ def run_cell(
             out_model=Path(scratch) / "student.keras",
             out_history=Path(scratch) / "history.csv",
             max_train_images=max_train_images,
+            checkpoint=checkpoint,
         )
         seconds = time.perf_counter() - start
     prob = malignant_probability(keras_logits(student, test_images))

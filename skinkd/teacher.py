@@ -19,6 +19,7 @@ import pandas as pd
 from skinkd.atomic import atomic_path
 from skinkd.augment import Augmentation, view_transforms
 from skinkd.cache import load_splits
+from skinkd.checkpoint import Checkpoint
 from skinkd.classes import class_labels, malignant_mask
 from skinkd.errors import ConfigError, DataError
 from skinkd.presets import TEACHER_PRESETS
@@ -134,8 +135,10 @@ def train_teacher_head(
     seed: int,
     out_model: Path,
     out_history: Path,
+    checkpoint: Checkpoint | None = None,
 ) -> None:
-    """Train the fusion head on cached features (training images plus augmented views)."""
+    """Train the fusion head on cached features (training images plus augmented views);
+    resumable with a ``checkpoint``."""
     import keras
 
     from skinkd.backbones.registry import BACKBONES
@@ -166,6 +169,7 @@ def train_teacher_head(
         out_history,
         malignant=malignant,
         binary_output=False,
+        checkpoint=checkpoint,
     )
 
 
@@ -197,6 +201,7 @@ def _fit_on_images(
     epochs: int,
     out_model: Path,
     out_history: Path,
+    checkpoint: Checkpoint | None,
 ) -> None:
     """Train an image teacher on the training images, augmented on the fly; best on val."""
     from skinkd.train import ImageBatches, fit_classifier, make_optimizer
@@ -221,6 +226,7 @@ def _fit_on_images(
         out_history,
         malignant=teacher["malignant"],
         binary_output=False,
+        checkpoint=checkpoint,
     )
 
 
@@ -232,13 +238,15 @@ def train_teacher_end_to_end(
     seed: int,
     out_model: Path,
     out_history: Path,
+    checkpoint: Checkpoint | None = None,
 ) -> None:
-    """Train backbones and head together on images, augmented on the fly."""
+    """Train backbones and head together on images, augmented on the fly; resumable with a
+    ``checkpoint``."""
     model = _image_teacher(teacher, seed)
     log.info("end-to-end teacher: %d trainable parameters", _trainable(model))
     _fit_on_images(
         model, shard_paths, splits, teacher, augment, seed,
-        teacher["learning_rate"], teacher["epochs"], out_model, out_history,
+        teacher["learning_rate"], teacher["epochs"], out_model, out_history, checkpoint,
     )  # fmt: skip
 
 
@@ -251,6 +259,7 @@ def fine_tune_teacher(
     head_path: str | os.PathLike,
     out_model: Path,
     out_history: Path,
+    checkpoint: Checkpoint | None = None,
 ) -> None:
     """The trained head on top of MobileNetV2, its last ``fine_tune_blocks`` blocks trained
     end to end on images at ``fine_tune_learning_rate`` (the rest stays frozen)."""
@@ -272,6 +281,7 @@ def fine_tune_teacher(
     _fit_on_images(
         model, shard_paths, splits, teacher, augment, seed,
         teacher["fine_tune_learning_rate"], teacher["fine_tune_epochs"], out_model, out_history,
+        checkpoint,
     )  # fmt: skip
 
 

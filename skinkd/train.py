@@ -10,6 +10,7 @@ builds it; a single array keeps every backend's data pipeline simple.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -23,9 +24,10 @@ import numpy as np
 import pandas as pd
 from keras import ops
 
-from skinkd.atomic import atomic_suffixed_path, write_csv
+from skinkd.atomic import atomic_path, atomic_suffixed_path, write_csv
 from skinkd.augment import Augmentation, draw_transforms, warp_images
 from skinkd.cache import load_splits
+from skinkd.checkpoint import Checkpoint
 from skinkd.classes import binary_logits, class_labels, malignant_mask
 from skinkd.errors import ConfigError, DataError
 from skinkd.models import build_student, with_binary_output
@@ -180,7 +182,11 @@ class _Batches(keras.utils.PyDataset):
         return math.ceil(self.n / self.batch_size)
 
     def on_epoch_end(self) -> None:
-        self.epoch += 1
+        self.start_at(self.epoch + 1)
+
+    def start_at(self, epoch: int) -> None:
+        """Feed epoch ``epoch`` next (a resumed fit skips the epochs it has done)."""
+        self.epoch = epoch
         self.order = self._epoch_order()
 
     def batch_indices(self, index: int) -> np.ndarray:
@@ -309,6 +315,78 @@ class _EpochLog(keras.callbacks.Callback):
         log.info("epoch %d: %s", epoch + 1, values)
 
 
+class _ResumableBest(keras.callbacks.EarlyStopping):
+    """EarlyStopping that keeps the best epoch but never stops (patience = epochs), and can
+    start from a checkpoint's best-so-far."""
+
+    def __init__(self, monitor: str, epochs: int, resumed: Mapping[str, Any] | None):
+        super().__init__(monitor=monitor, patience=epochs, restore_best_weights=True)
+        self.resumed = resumed
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.resumed is not None:
+            self.best = self.resumed["best"]
+            self.best_epoch = self.resumed["best_epoch"]
+            self.wait = self.resumed["wait"]
+            self.best_weights = self.resumed["best_weights"]
+
+
+class _EpochCheckpoint(keras.callbacks.Callback):
+    """After every epoch, atomically: the model's variables (weights and seed generators),
+    the optimizer's, the best-so-far and the history, under the run's key."""
+
+    def __init__(self, checkpoint: Checkpoint, best: _ResumableBest, rows: list[dict]):
+        super().__init__()
+        self.checkpoint, self.best, self.rows = checkpoint, best, rows
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.rows.append({key: float(value) for key, value in (logs or {}).items()})
+        best = None if self.best.best is None else float(self.best.best)
+        meta = {"key": self.checkpoint.key, "epoch": epoch + 1, "best": best,
+                "best_epoch": int(self.best.best_epoch), "wait": int(self.best.wait),
+                "history": self.rows}  # fmt: skip
+        arrays = {"meta": np.array(json.dumps(meta))}
+        for group, values in (
+            ("model", self.model.variables),
+            ("optimizer", self.model.optimizer.variables),
+            ("best", self.best.best_weights or []),
+        ):
+            arrays.update({f"{group}/{i}": np.asarray(v) for i, v in enumerate(values)})
+        with atomic_path(self.checkpoint.path) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+
+
+def _resume(model: keras.Model, checkpoint: Checkpoint) -> dict[str, Any] | None:
+    """Load a checkpoint written under the same key into ``model`` (compiled) and its
+    optimizer; its state, or None when there is none to resume."""
+    if not checkpoint.path.is_file():
+        return None
+    try:
+        with np.load(checkpoint.path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            groups = {
+                group: [data[f"{group}/{i}"] for i in range(sum(k.startswith(f"{group}/") for k in data))]
+                for group in ("model", "optimizer", "best")
+            }
+    except (OSError, ValueError, KeyError) as exc:
+        log.info("checkpoint %s unreadable (%s): starting afresh", checkpoint.path, exc)
+        return None
+    if meta["key"] != checkpoint.key:
+        log.info("checkpoint %s is of another run (key %s, not %s): starting afresh",
+                 checkpoint.path, meta["key"], checkpoint.key)  # fmt: skip
+        return None
+    model.optimizer.build(model.trainable_variables)
+    for target, group in ((model.variables, "model"), (model.optimizer.variables, "optimizer")):
+        if len(target) != len(groups[group]):
+            log.info("checkpoint %s does not fit this model: starting afresh", checkpoint.path)
+            return None
+        for variable, value in zip(target, groups[group], strict=True):
+            variable.assign(value)
+    log.info("resuming from the checkpoint of epoch %d", meta["epoch"])
+    return {**meta, "best_weights": groups["best"] or None}
+
+
 def fit_classifier(
     model: keras.Model,
     train: keras.utils.PyDataset,
@@ -320,6 +398,7 @@ def fit_classifier(
     monitor: str = "val_loss",
     malignant: Sequence[bool] = (False, True),
     binary_output: bool = True,
+    checkpoint: Checkpoint | None = None,
 ) -> keras.Model:
     """Train, restore the weights of the best epoch on ``monitor`` and save them.
 
@@ -328,6 +407,9 @@ def fit_classifier(
     Writes the model, uncompiled (the student alone for a Distiller), as .keras, with its
     outputs collapsed to benign/malignant logits if ``binary_output``, and a history CSV
     (epoch, loss, accuracy, auc and their val_ twins, best = the restored epoch).
+    With a ``checkpoint``, every epoch is saved there, a killed fit resumes from its last
+    epoch and ends with the weights of an uninterrupted one, and the checkpoint is removed
+    once the model is saved.
     Returns the saved model.
     """
     allowed = [f"{prefix}{name}" for prefix in ("", "val_") for name in METRIC_NAMES]
@@ -343,16 +425,24 @@ def fit_classifier(
         else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    resumed = _resume(model, checkpoint) if checkpoint is not None else None
+    done = resumed["epoch"] if resumed else 0
+    rows = list(resumed["history"]) if resumed else []
+    train.start_at(done)
     # patience = epochs: never stops early; only keeps and, at the end, restores the best.
-    best = keras.callbacks.EarlyStopping(
-        monitor=monitor, patience=epochs, restore_best_weights=True
-    )
+    best = _ResumableBest(monitor, epochs, resumed)
+    callbacks = [best, _EpochLog()]
+    if checkpoint is not None:
+        callbacks.append(_EpochCheckpoint(checkpoint, best, rows))
+    # shuffle=False: the batches shuffle themselves, seeded by epoch; Keras' own shuffle of
+    # the batch order draws from a global generator that a resumed process cannot replay.
     fitted = model.fit(
-        train, validation_data=val, epochs=epochs, callbacks=[best, _EpochLog()], verbose=0
-    )
+        train, validation_data=val, epochs=epochs, initial_epoch=done, callbacks=callbacks,
+        shuffle=False, verbose=0,
+    )  # fmt: skip
     log.info("restored epoch %d (best %s %.4f)", best.best_epoch + 1, monitor, best.best)
 
-    history = pd.DataFrame(fitted.history)
+    history = pd.DataFrame(rows if checkpoint is not None else fitted.history)
     history = history[[c for c in allowed if c in history.columns]]
     history.insert(0, "epoch", np.arange(1, len(history) + 1))
     history["best"] = history["epoch"] == best.best_epoch + 1
@@ -361,6 +451,8 @@ def fit_classifier(
         saved = with_binary_output(saved, list(malignant))
     save_keras(saved, out_model)
     write_csv(history, out_history)
+    if checkpoint is not None:
+        checkpoint.remove()
     return saved
 
 
@@ -386,13 +478,14 @@ def train_student(
     views: TeacherViews | None = None,
     seed: int = 0,
     monitor: str = "val_loss",
+    checkpoint: Checkpoint | None = None,
 ) -> keras.Model:
     """Distil a student from stored teacher logits; keyword names follow the config's
     ``student`` section. ``malignant`` has one entry per output class (labels are class
     indices; the teacher's logits have as many columns). ``augment``: the config's
     ``augment`` section (None: no augmentation); ``views``: the teacher's logits on cached
     augmented views instead (consistent distillation). Seeded: two runs on one machine
-    give identical histories."""
+    give identical histories. ``checkpoint``: resumable, see ``fit_classifier``."""
     keras.utils.set_random_seed(seed)
     train = ImageBatches(
         train_images,
@@ -431,6 +524,7 @@ def train_student(
         out_history,
         monitor,
         malignant=malignant,
+        checkpoint=checkpoint,
     )
 
 
@@ -460,12 +554,13 @@ def distil_from_cache(
     out_model: Path,
     out_history: Path,
     max_train_images: int | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> tuple[keras.Model, int]:
     """``train_student`` on the cached train and val splits with the stored teacher logits;
     ``student`` is the config's student section (``classes``: binary or dx; ``distillation``:
     fixed or consistent), ``mapping`` the dataset's dx mapping. With ``max_train_images``,
-    a stratified seeded subsample of the training split. Returns the student and its
-    training-set size."""
+    a stratified seeded subsample of the training split; ``checkpoint``: resumable (see
+    ``fit_classifier``). Returns the student and its training-set size."""
     settings = dict(student)
     classes, distillation = settings.pop("classes"), settings.pop("distillation")
     malignant = malignant_mask(classes, mapping)
@@ -497,6 +592,7 @@ def distil_from_cache(
         augment=augment,
         views=views,
         seed=seed,
+        checkpoint=checkpoint,
         **settings,
     )
     return model, len(train_ids)

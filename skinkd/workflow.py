@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from skinkd.checkpoint import Checkpoint, job_checkpoint
 from skinkd.errors import SkinkdError
 
 
@@ -28,3 +29,14 @@ def run_rule(snakemake: Any, main: Callable[[], None]) -> None:
     except SkinkdError as exc:
         logging.getLogger("skinkd").error("%s", exc)
         sys.exit(1)
+
+
+def rule_checkpoint(snakemake: Any) -> Checkpoint:
+    """The epoch checkpoint of the running training job (``skinkd.checkpoint``)."""
+    return job_checkpoint(
+        snakemake.rule,
+        snakemake.output[0],
+        dict(snakemake.wildcards.items()),
+        dict(snakemake.params.items()),
+        list(snakemake.input),
+    )

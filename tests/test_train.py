@@ -502,3 +502,126 @@ def test_distillation_step_on_torch_matches_tensorflow(tmp_path):
         assert np.isfinite(torch[key])
         assert abs(torch[key] - tensorflow[key]) < 1e-5, key
     assert tensorflow["after"] < tensorflow["before"]  # the step trained the student
+
+
+RESUME_SCRIPT = textwrap.dedent("""
+    import logging
+    import sys
+    from pathlib import Path
+
+    import keras
+    import numpy as np
+
+    from skinkd.checkpoint import Checkpoint
+    from skinkd.train import train_student
+
+    logging.basicConfig(level=logging.INFO)
+    out, mode = Path(sys.argv[1]), sys.argv[2]
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (96, 24, 24, 3), dtype=np.uint8)
+    labels = (images[:, :12].mean(axis=(1, 2, 3)) > 127).astype(int)
+    teacher = np.stack([-labels * 2.0, labels * 2.0], axis=1).astype(np.float32)
+    checkpoint = None if mode == "plain" else Checkpoint(out / "checkpoint", "run-key")
+    train_student(
+        images[:64], labels[:64], teacher[:64], images[64:], labels[64:], teacher[64:],
+        out_model=out / "student.keras", out_history=out / "history.csv", optimizer="adam",
+        learning_rate=0.01, batch_size=16, epochs=6, temperature=2.0, alpha=0.5,
+        augment={"rotation": 20, "height_shift": 0.1, "width_shift": 0.1, "shear": 0.1,
+                 "horizontal_flip": True},
+        seed=3, checkpoint=checkpoint,
+    )
+""")
+
+
+def _train(out: Path, mode: str, wait_for_epoch: int | None = None) -> subprocess.CompletedProcess | None:
+    """Run the script; with ``wait_for_epoch``, SIGKILL it once that epoch is checkpointed."""
+    out.mkdir(exist_ok=True)
+    script = out.parent / "resume_script.py"
+    script.write_text(RESUME_SCRIPT)
+    command = [sys.executable, str(script), str(out), mode]
+    if wait_for_epoch is None:
+        return subprocess.run(command, capture_output=True, text=True, check=True)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = out / "checkpoint" / "state.npz"
+    while process.poll() is None:
+        if state.is_file():
+            with np.load(state) as data:
+                if json.loads(str(data["meta"]))["epoch"] >= wait_for_epoch:
+                    process.kill()
+                    break
+    process.wait()
+    assert process.returncode == -9, "the run ended before it could be killed"
+    return None
+
+
+@pytest.fixture(scope="module")
+def killed_run(tmp_path_factory) -> tuple[Path, str, Path]:
+    """An uninterrupted run; a run SIGKILLed after epoch 3, its checkpoint kept aside, then
+    run again to the end. Returns (folder, the rerun's log, the kept checkpoint)."""
+    root = tmp_path_factory.mktemp("resume")
+    _train(root / "plain", "plain")
+    _train(root / "killed", "checkpoint", wait_for_epoch=3)
+    assert not (root / "killed" / "student.keras").exists()
+    kept = root / "kept_state.npz"
+    kept.write_bytes((root / "killed" / "checkpoint" / "state.npz").read_bytes())
+    return root, _train(root / "killed", "checkpoint").stderr, kept
+
+
+def test_a_killed_training_resumes_and_ends_with_the_weights_of_an_uninterrupted_one(killed_run):
+    root, log, _ = killed_run
+    assert "resuming from the checkpoint of epoch 3" in log
+    plain = keras.models.load_model(root / "plain" / "student.keras")
+    again = keras.models.load_model(root / "killed" / "student.keras")
+    for a, b in zip(plain.get_weights(), again.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    history = pd.read_csv(root / "killed" / "history.csv")
+    assert list(history["epoch"]) == [1, 2, 3, 4, 5, 6]
+    pd.testing.assert_frame_equal(history, pd.read_csv(root / "plain" / "history.csv"))
+    # A finished fit removes its checkpoint and the folder it made.
+    assert not (root / "killed" / "checkpoint").exists()
+
+
+def test_a_checkpoint_of_another_run_is_ignored_with_a_log_line(killed_run, tmp_path, caplog):
+    from skinkd.checkpoint import Checkpoint
+    from skinkd.train import _resume
+
+    model = build_student(24)
+    model.compile(optimizer="adam", loss="mse")
+    checkpoint = Checkpoint(tmp_path, "another-run")
+    checkpoint.path.write_bytes(killed_run[2].read_bytes())
+    before = [w.copy() for w in model.get_weights()]
+    with caplog.at_level("INFO", logger="skinkd.train"):
+        assert _resume(model, checkpoint) is None
+    assert "is of another run (key run-key, not another-run): starting afresh" in caplog.text
+    for a, b in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_job_checkpoint_lives_beside_the_output_and_its_key_follows_what_determines_the_run(tmp_path):
+    import time
+
+    from skinkd.checkpoint import job_checkpoint
+
+    inputs = [tmp_path / "a.npz", tmp_path / "b.npz"]
+    for path in inputs:
+        path.write_bytes(b"x")
+    output = tmp_path / "results" / "student" / "student.keras"
+
+    def key(**changes):
+        args = {"rule": "ablation_cell", "output": output, "wildcards": {"cell": "baseline", "seed": "1"},
+                "params": {"epochs": 10}, "inputs": inputs} | changes  # fmt: skip
+        return job_checkpoint(**args)
+
+    first = key()
+    assert first.folder == tmp_path / "results/student/.checkpoints/ablation_cell-baseline-1"
+    assert key().key == first.key
+    assert key(params={"epochs": 11}).key != first.key
+    assert key(wildcards={"cell": "baseline", "seed": "2"}).key != first.key
+    time.sleep(0.01)
+    inputs[1].write_bytes(b"y")
+    assert key().key != first.key
+    first.folder.mkdir(parents=True)
+    first.path.write_bytes(b"state")
+    first.remove()
+    assert not (tmp_path / "results/student/.checkpoints").exists()
+    assert output.parent.is_dir()

@@ -476,6 +476,8 @@ def test_tiny_run_evaluates_every_model_and_writes_the_model_card(tiny_run):
         (predictions.loc[predictions["label"] == 1, "prob_malignant"] >= card["threshold"]).mean()
     )
     assert sum(b["count"] for b in calibration["test_bins"]) == len(predictions)
+    # Every training job finished, so no epoch checkpoint is left behind.
+    assert list(results.rglob(".checkpoints")) == []
 
 
 REPORT_CATEGORIES = (

@@ -5,7 +5,7 @@ import json
 from skinkd.ablation import run_cell
 from skinkd.atomic import write_text
 from skinkd.manifest import read_manifest
-from skinkd.workflow import run_rule
+from skinkd.workflow import rule_checkpoint, run_rule
 
 
 def main() -> None:
@@ -20,6 +20,7 @@ def main() -> None:
         augment=snakemake.params.augment,
         max_train_images=snakemake.params.max_train_images,
         threshold=snakemake.params.threshold,
+        checkpoint=rule_checkpoint(snakemake),
     )
     write_text(json.dumps(result, indent=2, allow_nan=False) + "\n", snakemake.output.result)
 

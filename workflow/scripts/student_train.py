@@ -4,7 +4,7 @@ from pathlib import Path
 
 from skinkd.manifest import read_manifest
 from skinkd.train import distil_from_cache
-from skinkd.workflow import run_rule
+from skinkd.workflow import rule_checkpoint, run_rule
 
 
 def main() -> None:
@@ -18,6 +18,7 @@ def main() -> None:
         seed=snakemake.params.seed,
         out_model=Path(snakemake.output.model),
         out_history=Path(snakemake.output.history),
+        checkpoint=rule_checkpoint(snakemake),
     )
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from skinkd.manifest import read_manifest
 from skinkd.teacher import fine_tune_teacher
-from skinkd.workflow import run_rule
+from skinkd.workflow import rule_checkpoint, run_rule
 
 
 def main() -> None:
@@ -17,6 +17,7 @@ def main() -> None:
         head_path=snakemake.input.head,
         out_model=Path(snakemake.output.model),
         out_history=Path(snakemake.output.history),
+        checkpoint=rule_checkpoint(snakemake),
     )
 
 

@@ -4,12 +4,13 @@ from pathlib import Path
 
 from skinkd.manifest import read_manifest
 from skinkd.teacher import train_teacher_end_to_end, train_teacher_head
-from skinkd.workflow import run_rule
+from skinkd.workflow import rule_checkpoint, run_rule
 
 
 def main() -> None:
     teacher = snakemake.params.teacher
     out_model, out_history = Path(snakemake.output.model), Path(snakemake.output.history)
+    checkpoint = rule_checkpoint(snakemake)
     if teacher["trainable_backbones"]:
         train_teacher_end_to_end(
             snakemake.input.shards,
@@ -19,6 +20,7 @@ def main() -> None:
             seed=snakemake.params.seed,
             out_model=out_model,
             out_history=out_history,
+            checkpoint=checkpoint,
         )
     else:
         train_teacher_head(
@@ -28,6 +30,7 @@ def main() -> None:
             seed=snakemake.params.seed,
             out_model=out_model,
             out_history=out_history,
+            checkpoint=checkpoint,
         )
 
 
