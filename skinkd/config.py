@@ -80,12 +80,13 @@ def _check_external(sets: list[Mapping[str, Any]]) -> None:
         if entry["name"] in seen:
             raise ConfigError(f"{key}.name: {entry['name']!r} is used by another set")
         seen.add(entry["name"])
-        labels = Path(entry["labels"])
-        wanted = "folder" if entry["layout"] == "folder" else "file"
-        if not (labels.is_dir() if wanted == "folder" else labels.is_file()):
-            raise ConfigError(f"{key}.labels: {wanted} {str(labels)!r} does not exist")
-        if entry.get("images") and not Path(entry["images"]).is_dir():
-            raise ConfigError(f"{key}.images: folder {entry['images']!r} does not exist")
+        needs = "root" if entry["layout"] == "folder" else "labels"
+        if not entry.get(needs):
+            raise ConfigError(f"{key}.{needs}: required for the {entry['layout']} layout")
+        if entry.get("labels") and not Path(entry["labels"]).is_file():
+            raise ConfigError(f"{key}.labels: file {entry['labels']!r} does not exist")
+        if entry.get("root") and not Path(entry["root"]).is_dir():
+            raise ConfigError(f"{key}.root: folder {entry['root']!r} does not exist")
 
 
 def config_hash(section: Any) -> str:

@@ -184,6 +184,11 @@ def test_every_suite_run_plans_on_the_shared_data(tmp_path, run):
         ({"student": {"distillation": "consistent"}, "teacher": {"augmented_views": 0}},
          "student.distillation", "needs teacher.augmented_views"),
         ({"student": {"classes": "seven"}}, "student.classes", "'binary', 'dx'"),
+        ({"external": [{"name": "x", "layout": "folder"}]}, "external[0].root", "required for the folder layout"),
+        ({"external": [{"name": "x", "layout": "isic", "labels": "none.csv"}]}, "external[0].labels",
+         "file 'none.csv' does not exist"),
+        ({"external": [{"name": "x", "layout": "tsv", "labels": "a.tsv"}]}, "external[0].layout",
+         "'folder', 'csv', 'isic'"),
     ],
 )
 def test_bad_config_value_names_the_key_and_what_is_allowed(tmp_path, override, key, allowed):

@@ -58,13 +58,19 @@ def external_params(wildcards):
     entry = EXTERNAL[wildcards.set]
     return {
         "layout": entry["layout"],
-        "labels": entry["labels"],
-        "images": entry.get("images", ""),
+        "root": entry.get("root", ""),
+        "labels": entry.get("labels", ""),
         "mapping": entry.get("mapping", DATASET["mapping"]),
         "benign_classes": entry.get("benign_classes", ["benign"]),
         "malignant_classes": entry.get("malignant_classes", ["malignant"]),
         "on_bad_image": DATASET["on_bad_image"],
     }
+
+
+def external_set_inputs(wildcards):
+    """The set's labels file and its root folder, as they are given."""
+    entry = EXTERNAL[wildcards.set]
+    return [entry[key] for key in ("labels", "root") if entry.get(key)]
 
 
 def external_predictions_inputs(wildcards):

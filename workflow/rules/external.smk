@@ -5,7 +5,7 @@
 
 rule external_images:
     input:
-        labels=lambda wildcards: EXTERNAL[wildcards.set]["labels"],
+        labels=external_set_inputs,
     output:
         images=f"{RESULTS}/external/{{set}}/images.csv",
         rejected=f"{RESULTS}/external/{{set}}/rejected.csv",

@@ -10,10 +10,12 @@ from skinkd.workflow import run_rule
 
 def main() -> None:
     params = snakemake.params.external
+    # The folder layout is its root; the csv and isic layouts are their labels file.
+    folder = params["layout"] == "folder"
     labelled = read_labelled_set(
         params["layout"],
-        params["labels"],
-        images=params["images"] or None,
+        params["root"] if folder else params["labels"],
+        images=None if folder else params["root"] or None,
         mapping=params["mapping"],
         on_bad_image=params["on_bad_image"],
         benign_classes=params["benign_classes"],
