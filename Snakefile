@@ -9,6 +9,11 @@ configfile: "config.yaml"
 report: "workflow/report/workflow.rst"
 
 
+localrules:
+    all,
+    ablation,
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/preprocess.smk"

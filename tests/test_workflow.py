@@ -586,3 +586,27 @@ def test_suite_resumes_a_finished_run_and_writes_the_results_doc(tiny_run):
     doc = (tiny_run / "docs/results.md").read_text()
     assert f"| student | {student['metrics']['roc_auc']:.3f} [{low:.3f}, {high:.3f}]" in doc
     assert re.search(r"^\| baseline \| \d+ \| 1 \| ", doc, flags=re.M)
+
+
+def test_every_rule_states_what_a_cluster_job_needs():
+    blocks = []
+    for path in sorted((PROJECT / "workflow/rules").glob("*.smk")):
+        blocks += re.split(r"(?m)^rule (\w+):\n", path.read_text())[1:]
+    for name, body in zip(blocks[::2], blocks[1::2], strict=True):
+        if "script:" not in body:
+            continue
+        resources = body[body.index("    resources:") :]
+        for key in ("mem_mb=", "runtime=", "cpus_per_task="):
+            assert key in resources, f"rule {name} lacks {key[:-1]}"
+    profile = yaml.safe_load((PROJECT / "workflow/profiles/slurm/config.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    training = [name for name, body in zip(blocks[::2], blocks[1::2], strict=True) if "GPU_SLURM_EXTRA" in body]
+    assert set(training) == {"teacher_features", "teacher_train", "teacher_fine_tune", "soft_labels",
+                             "student_train", "ablation_cell"}  # fmt: skip
+
+
+def test_gpu_for_training_jobs_is_a_config_key_off_by_default(tmp_path):
+    dry = snakemake(tmp_path, "-n", "-p", *config_files(tmp_path, cluster={"gpu_gres": "gpu:1"}), check=False)
+    assert "slurm_extra=--gres=gpu:1" in dry.stdout + dry.stderr
+    plain = snakemake(tmp_path, "-n", "-p", check=False)
+    assert "--gres" not in plain.stdout + plain.stderr

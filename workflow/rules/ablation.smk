@@ -15,6 +15,8 @@ rule ablation_preprocess_shard:
     threads: 1
     resources:
         mem_mb=4000,
+        runtime=120,
+        cpus_per_task=lambda wildcards, threads: threads,
     params:
         preprocessing=lambda wildcards: variant_preprocess_params(wildcards.variant),
         shards=len(SHARDS),
@@ -41,6 +43,9 @@ rule ablation_cell:
     threads: 1
     resources:
         mem_mb=6000,
+        runtime=720,
+        cpus_per_task=lambda wildcards, threads: threads,
+        slurm_extra=GPU_SLURM_EXTRA,
     params:
         cell=lambda wildcards: ABLATION_CELLS[wildcards.cell],
         mapping=DATASET["mapping"],
@@ -78,6 +83,8 @@ rule ablation_table:
     threads: 1
     resources:
         mem_mb=1000,
+        runtime=30,
+        cpus_per_task=lambda wildcards, threads: threads,
     script:
         "../scripts/ablation_table.py"
 

@@ -47,6 +47,10 @@ ABLATION_VARIANTS = sorted(
 )
 
 
+# On Slurm, the training jobs ask for a GPU only when cluster.gpu_gres names one.
+GPU_SLURM_EXTRA = (
+    f"--gres={config['cluster']['gpu_gres']}" if config["cluster"]["gpu_gres"] else ""
+)
 EXTERNAL = {entry["name"]: entry for entry in config["external"]}
 EXTERNAL_MODELS = ["student", "student_int8", "teacher"]
 # External sets do not describe the model: adding one must not change its card.

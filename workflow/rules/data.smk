@@ -10,6 +10,8 @@ rule synthesize:
     threads: 1
     resources:
         mem_mb=1000,
+        runtime=30,
+        cpus_per_task=lambda wildcards, threads: threads,
     params:
         synthetic=DATASET["synthetic"],
     script:
@@ -31,6 +33,8 @@ rule manifest:
     threads: 4
     resources:
         mem_mb=2000,
+        runtime=120,
+        cpus_per_task=lambda wildcards, threads: threads,
     params:
         dataset=manifest_params(),
     script:
@@ -49,6 +53,8 @@ rule split:
     threads: 1
     resources:
         mem_mb=1000,
+        runtime=30,
+        cpus_per_task=lambda wildcards, threads: threads,
     params:
         split=config["split"],
         keep_division=DATASET["keep_division"],
@@ -73,6 +79,8 @@ rule leakage:
     threads: 1
     resources:
         mem_mb=2000,
+        runtime=30,
+        cpus_per_task=lambda wildcards, threads: threads,
     params:
         fractions=config["split"]["fractions"],
         seed=config["split"]["seed"],

@@ -15,6 +15,8 @@ rule evaluate:
     threads: 2
     resources:
         mem_mb=4000,
+        runtime=60,
+        cpus_per_task=lambda wildcards, threads: threads,
     params:
         evaluate=config["evaluate"],
     script:
@@ -59,6 +61,8 @@ rule metrics_table:
     threads: 1
     resources:
         mem_mb=1000,
+        runtime=30,
+        cpus_per_task=lambda wildcards, threads: threads,
     params:
         dataset=config["dataset"]["kind"],
     script:
@@ -89,6 +93,8 @@ rule training_curves:
     threads: 1
     resources:
         mem_mb=1000,
+        runtime=30,
+        cpus_per_task=lambda wildcards, threads: threads,
     script:
         "../scripts/training_curves.py"
 
@@ -114,6 +120,8 @@ rule calibration:
     threads: 2
     resources:
         mem_mb=4000,
+        runtime=60,
+        cpus_per_task=lambda wildcards, threads: threads,
     params:
         target_sensitivity=config["evaluate"]["target_sensitivity"],
     script:
@@ -141,6 +149,8 @@ rule explanations:
     threads: 2
     resources:
         mem_mb=4000,
+        runtime=60,
+        cpus_per_task=lambda wildcards, threads: threads,
     params:
         per_class=config["explain"]["per_class"],
         seed=config["seed"],

@@ -15,6 +15,8 @@ rule export_tflite:
     threads: 2
     resources:
         mem_mb=4000,
+        runtime=120,
+        cpus_per_task=lambda wildcards, threads: threads,
     params:
         representative_images=config["export"]["representative_images"],
         seed=config["seed"],
@@ -46,6 +48,8 @@ rule model_card:
     threads: 1
     resources:
         mem_mb=1000,
+        runtime=30,
+        cpus_per_task=lambda wildcards, threads: threads,
     params:
         preprocessing=preprocess_params(),
         config_hash=config_hash(MODEL_CONFIG),

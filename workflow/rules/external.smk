@@ -16,6 +16,8 @@ rule external_images:
     threads: 2
     resources:
         mem_mb=2000,
+        runtime=60,
+        cpus_per_task=lambda wildcards, threads: threads,
     params:
         external=external_params,
     script:
@@ -42,6 +44,8 @@ rule external_overlap:
     threads: 1
     resources:
         mem_mb=2000,
+        runtime=30,
+        cpus_per_task=lambda wildcards, threads: threads,
     params:
         hash_distance=lambda wildcards: EXTERNAL[wildcards.set].get(
             "hash_distance", config["leakage"]["hash_distance"]
@@ -66,6 +70,8 @@ rule external_predictions:
     threads: 2
     resources:
         mem_mb=4000,
+        runtime=120,
+        cpus_per_task=lambda wildcards, threads: threads,
     params:
         teacher=teacher_params(),
         teacher_preprocessing=teacher_preprocess_params(),
@@ -115,6 +121,8 @@ rule external_metrics:
     threads: 1
     resources:
         mem_mb=2000,
+        runtime=30,
+        cpus_per_task=lambda wildcards, threads: threads,
     params:
         models=EXTERNAL_MODELS,
         evaluate=config["evaluate"],

@@ -14,6 +14,8 @@ rule preprocess_shard:
     threads: 1
     resources:
         mem_mb=4000,
+        runtime=120,
+        cpus_per_task=lambda wildcards, threads: threads,
     params:
         preprocessing=preprocess_params(),
         shards=len(SHARDS),
@@ -38,6 +40,8 @@ rule preprocess_figure:
     threads: 1
     resources:
         mem_mb=1000,
+        runtime=30,
+        cpus_per_task=lambda wildcards, threads: threads,
     params:
         preprocessing=preprocess_params(),
     script:

@@ -15,6 +15,9 @@ rule student_train:
     threads: 2
     resources:
         mem_mb=6000,
+        runtime=720,
+        cpus_per_task=lambda wildcards, threads: threads,
+        slurm_extra=GPU_SLURM_EXTRA,
     params:
         student=config["student"],
         mapping=DATASET["mapping"],

@@ -26,6 +26,8 @@ rule suite_run:
     threads: 1024
     resources:
         mem_mb=1000,
+        runtime=2880,
+        cpus_per_task=config["cluster"]["run_cpus"],
     params:
         run=lambda wildcards: SUITE[wildcards.run],
         snakefile=workflow.main_snakefile,
@@ -46,5 +48,7 @@ rule suite:
     threads: 1
     resources:
         mem_mb=2000,
+        runtime=30,
+        cpus_per_task=lambda wildcards, threads: threads,
     script:
         "../scripts/results_doc.py"

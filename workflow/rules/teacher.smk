@@ -10,6 +10,8 @@ rule mobilenetv2_weights:
     threads: 1
     resources:
         mem_mb=2000,
+        runtime=30,
+        cpus_per_task=lambda wildcards, threads: threads,
     params:
         source=config["pretrained"]["mobilenetv2"],
     script:
@@ -32,6 +34,8 @@ rule teacher_preprocess_shard:
     threads: 1
     resources:
         mem_mb=4000,
+        runtime=120,
+        cpus_per_task=lambda wildcards, threads: threads,
     params:
         preprocessing=teacher_preprocess_params(),
         shards=len(SHARDS),
@@ -55,6 +59,9 @@ rule teacher_features:
     threads: 2
     resources:
         mem_mb=8000,
+        runtime=480,
+        cpus_per_task=lambda wildcards, threads: threads,
+        slurm_extra=GPU_SLURM_EXTRA,
     params:
         teacher=teacher_feature_params(),
         augment=config["augment"],
@@ -78,6 +85,9 @@ rule teacher_train:
     threads: 2
     resources:
         mem_mb=8000,
+        runtime=720,
+        cpus_per_task=lambda wildcards, threads: threads,
+        slurm_extra=GPU_SLURM_EXTRA,
     params:
         teacher=teacher_params(),
         augment=config["augment"],
@@ -104,6 +114,9 @@ rule teacher_fine_tune:
     threads: 2
     resources:
         mem_mb=12000,
+        runtime=720,
+        cpus_per_task=lambda wildcards, threads: threads,
+        slurm_extra=GPU_SLURM_EXTRA,
     params:
         teacher=teacher_params(),
         augment=config["augment"],
@@ -124,6 +137,9 @@ rule soft_labels:
     threads: 2
     resources:
         mem_mb=8000,
+        runtime=240,
+        cpus_per_task=lambda wildcards, threads: threads,
+        slurm_extra=GPU_SLURM_EXTRA,
     params:
         teacher=teacher_params(),
         augment=config["augment"],
