@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from collections.abc import Callable
@@ -9,6 +10,10 @@ from typing import Any
 
 from skinkd.checkpoint import Checkpoint, job_checkpoint
 from skinkd.errors import SkinkdError
+
+
+# No space left, the file-size limit (RLIMIT_FSIZE), the disk quota.
+_DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
 def run_rule(snakemake: Any, main: Callable[[], None]) -> None:
@@ -28,6 +33,14 @@ def run_rule(snakemake: Any, main: Callable[[], None]) -> None:
         main()
     except SkinkdError as exc:
         logging.getLogger("skinkd").error("%s", exc)
+        sys.exit(1)
+    except OSError as exc:
+        if exc.errno not in _DISK_FULL:
+            raise
+        # Atomic writers have removed their staged files: nothing partial is left.
+        logging.getLogger("skinkd").error(
+            "disk full while writing %s (%s): free space and run again", exc.filename or "output", exc.strerror
+        )
         sys.exit(1)
 
 

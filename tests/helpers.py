@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import io
 from pathlib import Path
 
@@ -141,3 +143,32 @@ def source_table(paths_labels: list[tuple[str | Path, int]]) -> pd.DataFrame:
             "group": [f"g{k}" for k in range(len(paths_labels))],
         }
     )
+
+
+def assert_every_result_loads(workdir: Path) -> int:
+    """Open every file under results/ with the reader of its kind; the count opened."""
+    count = 0
+    for path in sorted((workdir / "results").rglob("*")):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        suffix = path.suffix
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                for name in data.files:
+                    data[name]
+        elif suffix == ".json":
+            json.loads(path.read_text())
+        elif suffix == ".csv":
+            pd.read_csv(path)
+        elif suffix == ".keras":
+            from skinkd.models import load_model
+
+            load_model(path)
+        elif suffix == ".tflite":
+            from ai_edge_litert.interpreter import Interpreter
+
+            Interpreter(model_path=str(path)).allocate_tensors()
+        else:
+            continue
+        count += 1
+    return count

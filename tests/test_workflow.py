@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from conftest import PROJECT, require_shared
+from helpers import assert_every_result_loads
 from skinkd.cache import load_shards
 from skinkd.images import read_image
 from skinkd.manifest import read_manifest
@@ -481,8 +482,9 @@ def test_tiny_run_evaluates_every_model_and_writes_the_model_card(tiny_run):
         (predictions.loc[predictions["label"] == 1, "prob_malignant"] >= card["threshold"]).mean()
     )
     assert sum(b["count"] for b in calibration["test_bins"]) == len(predictions)
-    # Every training job finished, so no epoch checkpoint is left behind.
+    # Every training job finished, so no epoch checkpoint is left behind; every file loads.
     assert list(results.rglob(".checkpoints")) == []
+    assert assert_every_result_loads(tiny_run) > 30
 
 
 REPORT_CATEGORIES = (

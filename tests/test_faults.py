@@ -1,0 +1,96 @@
+"""Faults on the tiny preset's data and preprocessing jobs: a SIGKILLed run finishes with
+--rerun-incomplete and the same files, a full disk is a clear error leaving no partial
+output, a second Snakemake on the same directory is refused by the lock. Every file a run
+leaves under results/ loads."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import assert_every_result_loads
+from test_workflow import SNAKEMAKE, TEST_PRESET, snakemake
+
+pytestmark = pytest.mark.workflow
+
+SHARDS = [f"results/test/preprocessed/shard_{k}.npz" for k in range(2)]
+TARGETS = ["results/test/data/splits.csv", *SHARDS]
+
+
+def _start(workdir: Path, *targets: str, **popen) -> subprocess.Popen:
+    snakemake(workdir, *targets, "-n", "--configfile", TEST_PRESET)  # copies config.yaml
+    command = [*SNAKEMAKE, "-s", str(Path(__file__).parents[1] / "Snakefile"), "-d", str(workdir),
+               *targets, "--cores", "2", "--configfile", TEST_PRESET]  # fmt: skip
+    return subprocess.Popen(command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, **popen)  # fmt: skip
+
+
+def _wait_for(condition, process: subprocess.Popen, what: str, limit: float = 300) -> None:
+    start = time.monotonic()
+    while not condition():
+        if process.poll() is not None:
+            pytest.fail(f"the run ended before {what}")
+        if time.monotonic() - start > limit:
+            pytest.fail(f"{what} did not happen in {limit:.0f} s")
+        time.sleep(0.05)
+
+
+def test_a_run_killed_during_the_shards_finishes_with_rerun_incomplete_and_the_same_files(tmp_path):
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    clean.mkdir()
+    killed.mkdir()
+    snakemake(clean, *TARGETS, "--cores", "2", "--configfile", TEST_PRESET)
+    run = _start(killed, *TARGETS)
+    # Killed while a shard job is writing: its log exists, its output does not yet.
+    log = killed / "results/test/logs/preprocess/shard_0.log"
+    _wait_for(log.exists, run, "a shard job started")
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    # SIGKILL leaves Snakemake's lock behind: --unlock, as its message says, then resume.
+    snakemake(killed, *TARGETS, "--unlock", "--configfile", TEST_PRESET)
+    snakemake(killed, *TARGETS, "--cores", "2", "--rerun-incomplete", "--configfile", TEST_PRESET)
+    for name in ("data/manifest.csv", "data/splits.csv"):
+        assert (killed / "results/test" / name).read_bytes() == (clean / "results/test" / name).read_bytes()
+    for shard in SHARDS:
+        with np.load(killed / shard) as a, np.load(clean / shard) as b:
+            np.testing.assert_array_equal(a["images"], b["images"])
+    assert not list((killed / "results").rglob(".*.tmp"))
+    assert assert_every_result_loads(killed) >= 6
+
+
+def test_a_full_disk_is_a_clear_error_and_leaves_no_partial_output(tmp_path):
+    snakemake(tmp_path, "results/test/data/splits.csv", "--cores", "2", "--configfile", TEST_PRESET)
+
+    def small_files() -> None:
+        # 200 kB per file: the data jobs fit, a preprocessed shard (about 550 kB) does not.
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    command = [*SNAKEMAKE, "-s", str(Path(__file__).parents[1] / "Snakefile"), "-d", str(tmp_path),
+               SHARDS[0], "--cores", "1", "--configfile", TEST_PRESET]  # fmt: skip
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, preexec_fn=small_files)
+    assert result.returncode != 0
+    log = (tmp_path / "results/test/logs/preprocess/shard_0.log").read_text()
+    assert "disk full while writing" in log and "free space and run again" in log
+    assert "Traceback" not in log
+    assert not (tmp_path / SHARDS[0]).exists()
+    assert not list((tmp_path / "results").rglob(".*.tmp"))
+
+
+def test_a_second_snakemake_on_the_same_directory_is_refused_by_the_lock(tmp_path):
+    first = _start(tmp_path, *TARGETS)
+    _wait_for(lambda: any((tmp_path / ".snakemake/locks").glob("*")), first, "the first run locked")
+    # --rerun-incomplete gets past the check for the first run's incomplete files: the lock
+    # is what refuses it.
+    second = snakemake(tmp_path, *TARGETS, "--cores", "1", "--rerun-incomplete", "--configfile",
+                       TEST_PRESET, check=False)  # fmt: skip
+    assert second.returncode != 0
+    assert "cannot be locked" in second.stdout + second.stderr
+    assert first.wait(timeout=600) == 0
+    assert assert_every_result_loads(tmp_path) >= 6
