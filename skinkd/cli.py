@@ -48,6 +48,14 @@ def _positive(text: str) -> int:
     return value
 
 
+def _model_arguments(command: argparse.ArgumentParser) -> None:
+    """MODEL, --threads and --workers: how predict and evaluate run an exported model."""
+    command.add_argument("model", metavar="MODEL", help=".tflite or .keras file, model_card.json beside it")
+    command.add_argument("--threads", type=_positive, default=1, help="interpreter threads (default 1)")
+    command.add_argument("--workers", type=_positive, default=os.cpu_count() or 1,
+                         help="processes decoding and preprocessing images (default: all cores)")  # fmt: skip
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="skinkd", description="Skin-lesion classifier tools.")
     commands = main.add_subparsers(dest="command", required=True)
@@ -57,20 +65,17 @@ def parser() -> argparse.ArgumentParser:
         description=PREDICT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    predict.add_argument("model", metavar="MODEL", help=".tflite or .keras file, model_card.json beside it")
+    _model_arguments(predict)
     predict.add_argument("paths", metavar="PATH", nargs="+", help="image files or folders")
     predict.add_argument("--out", help="output file: .json for JSON, anything else CSV (default: CSV on stdout)")
     predict.add_argument("--threshold", type=float, help="P(malignant) at or above which the label is malignant (default: the card's)")
-    predict.add_argument("--threads", type=_positive, default=1, help="interpreter threads (default 1)")
-    predict.add_argument("--workers", type=_positive, default=os.cpu_count() or 1,
-                         help="processes decoding and preprocessing images (default: all cores)")  # fmt: skip
     evaluate = commands.add_parser(
         "evaluate",
         help="score an exported model on a labelled set",
         description=EVALUATE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    evaluate.add_argument("model", metavar="MODEL", help=".tflite or .keras file, model_card.json beside it")
+    _model_arguments(evaluate)
     evaluate.add_argument("labels", metavar="LABELS", help="class folders, an image,label CSV or an ISIC ground-truth CSV")
     evaluate.add_argument("--layout", choices=LAYOUTS, help="layout of LABELS (default: told from it)")
     evaluate.add_argument("--images", help="isic layout: folder holding the images (default: the CSV's folder)")
@@ -81,9 +86,6 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="write the full results as JSON to this file")
     evaluate.add_argument("--bootstrap", type=_positive, default=1000, help="bootstrap resamples (default 1000)")
     evaluate.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    evaluate.add_argument("--threads", type=_positive, default=1, help="interpreter threads (default 1)")
-    evaluate.add_argument("--workers", type=_positive, default=os.cpu_count() or 1,
-                          help="processes decoding and preprocessing images (default: all cores)")  # fmt: skip
     return main
 
 

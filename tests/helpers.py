@@ -6,6 +6,7 @@ import json
 
 import io
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -172,3 +173,29 @@ def assert_every_result_loads(workdir: Path) -> int:
             continue
         count += 1
     return count
+
+
+def exported_student(folder: Path, size: int, threshold: float = 0.3) -> SimpleNamespace:
+    """A seeded (untrained) student of ``size`` px, saved as .keras, exported to fp16 and
+    int8 TFLite, with its model card (default preprocessing, no mapping) in ``folder``."""
+    import keras
+
+    from skinkd.export import export_tflite, write_model_card
+    from skinkd.models import build_student
+    from skinkd.preprocess import Preprocessing, preprocess_image
+
+    params = Preprocessing(image_size=size)
+    keras.utils.set_random_seed(0)
+    student = build_student(size)
+    keras_path, fp16, int8 = folder / "student.keras", folder / "fp16.tflite", folder / "int8.tflite"
+    student.save(keras_path)
+    representative = np.stack([preprocess_image(rgb_array(40, 50, seed=s), params) for s in range(16)])
+    export_tflite(student, fp16, int8, representative=representative)
+    card = write_model_card(
+        folder / "model_card.json", image_size=size, preprocessing=params.to_dict(),
+        class_names=["benign", "malignant"], threshold=threshold,
+        threshold_choice={"split": "val", "target_sensitivity": 0.9},
+        files={"keras": keras_path, "tflite_fp16": fp16, "tflite_int8": int8},
+        test_metrics={}, training_data={}, config_hash="test",
+    )  # fmt: skip
+    return SimpleNamespace(folder=folder, keras=keras_path, fp16=fp16, int8=int8, card=card)

@@ -18,12 +18,11 @@ import numpy as np
 import pytest
 
 from conftest import PROJECT
-from helpers import rgb_array, write_rgb
+from helpers import exported_student, rgb_array, write_rgb
 from skinkd.errors import DataError
-from skinkd.export import TFLiteClassifier, export_tflite, write_model_card
+from skinkd.export import TFLiteClassifier
 from skinkd.images import read_image
 from skinkd.inference import malignant_probability
-from skinkd.models import build_student
 from skinkd.predict import Predictor, image_paths, predict_paths, write_predictions
 from skinkd.preprocess import Preprocessing, preprocess_image
 
@@ -37,21 +36,7 @@ def model(tmp_path_factory) -> SimpleNamespace:
     """A seeded (untrained) 32-px student, exported, with its model card."""
     if keras.backend.backend() != "tensorflow":
         pytest.skip("TFLite export needs KERAS_BACKEND=tensorflow")
-    keras.utils.set_random_seed(0)
-    student = build_student(SIZE)
-    folder = tmp_path_factory.mktemp("model")
-    keras_path, fp16, int8 = folder / "student.keras", folder / "fp16.tflite", folder / "int8.tflite"
-    student.save(keras_path)
-    representative = np.stack([preprocess_image(rgb_array(40, 50, seed=s), PARAMS) for s in range(16)])
-    export_tflite(student, fp16, int8, representative=representative)
-    card = write_model_card(
-        folder / "model_card.json", image_size=SIZE, preprocessing=PARAMS.to_dict(),
-        class_names=["benign", "malignant"], threshold=0.3,
-        threshold_choice={"split": "val", "target_sensitivity": 0.9},
-        files={"keras": keras_path, "tflite_fp16": fp16, "tflite_int8": int8},
-        test_metrics={}, training_data={}, config_hash="test",
-    )  # fmt: skip
-    return SimpleNamespace(folder=folder, keras=keras_path, fp16=fp16, int8=int8, card=card)
+    return exported_student(tmp_path_factory.mktemp("model"), SIZE)
 
 
 @pytest.fixture(scope="module")
