@@ -53,6 +53,23 @@ def config_files(workdir: Path, preset: str | None = None, **overrides) -> list[
     return ["--configfile", *files] if files else []
 
 
+def shared_data_config(workdir: Path, *presets: str) -> list[str]:
+    """``--configfile`` arguments for presets that read ``../shared/data``: the presets, then an
+    override pointing their dataset and external roots at the real folders (the tests run in a
+    temporary folder, where the presets' relative paths lead nowhere); skips without the data."""
+    dataset_root, external = None, []
+    for preset in presets:
+        config = yaml.safe_load(Path(preset).read_text()) or {}
+        dataset_root = config.get("dataset", {}).get("root", dataset_root)
+        external = config.get("external", external)
+    override = {"external": [{**entry, "root": str(require_shared(Path(entry["root"]).name))} for entry in external]}
+    if dataset_root:
+        override["dataset"] = {"root": str(require_shared(Path(dataset_root).name))}
+    path = workdir / "shared_data.yaml"
+    path.write_text(yaml.safe_dump(override))
+    return ["--configfile", *presets, str(path)]
+
+
 def planned_jobs(workdir: Path, *args: str, target: str | None = None) -> Counter:
     """Rule name -> job count from a dry run (of ``target``, default all)."""
     out = snakemake(workdir, *([target] if target else []), "-n", "--quiet", "rules", *args)
@@ -131,26 +148,19 @@ def test_weights_rule_makes_the_shared_resource_from_the_configured_source(tmp_p
 
 
 def test_ham10000_preset_plans_without_synthesis(tmp_path):
-    root = require_shared("ham10000")
-    preset = str(PROJECT / "config/ham10000.yaml")
-    jobs = planned_jobs(tmp_path, *config_files(tmp_path, preset, dataset={"root": str(root)}))
+    jobs = planned_jobs(tmp_path, *shared_data_config(tmp_path, str(PROJECT / "config/ham10000.yaml")))
     assert "synthesize" not in jobs
     assert jobs["manifest"] == 1 and jobs["preprocess_shard"] == 8
 
 
 def test_kaggle_preset_plans_without_synthesis(tmp_path):
-    root = require_shared("kaggle-sample")
-    preset = str(PROJECT / "config/kaggle.yaml")
-    jobs = planned_jobs(tmp_path, *config_files(tmp_path, preset, dataset={"root": str(root)}))
+    jobs = planned_jobs(tmp_path, *shared_data_config(tmp_path, str(PROJECT / "config/kaggle.yaml")))
     assert "synthesize" not in jobs and jobs["split"] == 1
 
 
 def test_paper_preset_plans_the_cached_paper_teacher(tmp_path):
-    root = require_shared("ham10000")
     presets = [str(PROJECT / "config/ham10000.yaml"), str(PROJECT / "config/paper.yaml")]
-    root_file = tmp_path / "root.yaml"
-    root_file.write_text(yaml.safe_dump({"dataset": {"root": str(root)}}))
-    jobs = planned_jobs(tmp_path, "--configfile", *presets, str(root_file))
+    jobs = planned_jobs(tmp_path, *shared_data_config(tmp_path, *presets))
     assert jobs["teacher_features"] == 1 and jobs["student_train"] == 1
     assert jobs["preprocess_shard"] == 8
 
@@ -160,13 +170,9 @@ def test_paper_preset_plans_the_cached_paper_teacher(tmp_path):
 )
 def test_every_suite_run_plans_on_the_shared_data(tmp_path, run):
     """Each run of docs/runs.yaml passes the schema and plans students on its real data."""
-    roots = [yaml.safe_load((PROJECT / f).read_text()).get("dataset", {}).get("root") for f in run["configfiles"]]
-    root = require_shared(Path([r for r in roots if r][-1]).name)
-    root_file = tmp_path / "root.yaml"
-    root_file.write_text(yaml.safe_dump({"dataset": {"root": str(root)}}))
-    files = [str(PROJECT / f) for f in run["configfiles"]]
     target = run["targets"][0]
-    jobs = planned_jobs(tmp_path, "--configfile", *files, str(root_file), target=target)
+    files = [str(PROJECT / f) for f in run["configfiles"]]
+    jobs = planned_jobs(tmp_path, *shared_data_config(tmp_path, *files), target=target)
     assert "synthesize" not in jobs
     assert jobs["student_train" if target == "all" else "ablation_cell"] >= 1
 
