@@ -21,3 +21,13 @@ def require_shared(name: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"{path} not found: real-data test skipped (see ../shared/data/README.md)")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The tiny preset run once, end to end (shared: the fault tests compare against it)."""
+    from test_workflow import TEST_PRESET, snakemake
+
+    workdir = tmp_path_factory.mktemp("tiny")
+    snakemake(workdir, "--cores", "2", "--configfile", TEST_PRESET)
+    return workdir

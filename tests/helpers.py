@@ -175,6 +175,31 @@ def assert_every_result_loads(workdir: Path) -> int:
     return count
 
 
+def metric_values(path: Path) -> dict[str, float]:
+    """Every number of an evaluation JSON (metrics and their intervals), by its key path."""
+    flat = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}", inner)
+        elif isinstance(value, list):
+            for k, inner in enumerate(value):
+                walk(f"{prefix}[{k}]", inner)
+        elif isinstance(value, float | int) and not isinstance(value, bool):
+            flat[prefix] = float(value)
+
+    walk("", json.loads(path.read_text()))
+    return flat
+
+
+def assert_same_metrics(path: Path, reference: Path, atol: float = 1e-6) -> None:
+    """The evaluation JSON at ``path`` has the keys and, within ``atol``, the numbers of ``reference``."""
+    got, want = metric_values(path), metric_values(reference)
+    assert got.keys() == want.keys() and len(want) > 10, path
+    np.testing.assert_allclose([got[k] for k in want], list(want.values()), atol=atol, err_msg=str(path))
+
+
 def exported_student(folder: Path, size: int, threshold: float = 0.3) -> SimpleNamespace:
     """A seeded (untrained) student of ``size`` px, saved as .keras, exported to fp16 and
     int8 TFLite, with its model card (default preprocessing, no mapping) in ``folder``."""

@@ -1,7 +1,8 @@
-"""Faults on the tiny preset's data and preprocessing jobs: a SIGKILLed run finishes with
---rerun-incomplete and the same files, a full disk is a clear error leaving no partial
-output, a second Snakemake on the same directory is refused by the lock. Every file a run
-leaves under results/ loads."""
+"""Faults on the tiny preset: a run SIGKILLed during a preprocessing shard, the teacher's
+feature cache, student training or export finishes with --rerun-incomplete and the same
+files and metrics, a full disk is a clear error leaving no partial output, a second
+Snakemake on the same directory is refused by the lock. Every file a run leaves under
+results/ loads."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import assert_every_result_loads
+from helpers import assert_every_result_loads, assert_same_metrics
 from test_workflow import SNAKEMAKE, TEST_PRESET, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -24,10 +25,10 @@ SHARDS = [f"results/test/preprocessed/shard_{k}.npz" for k in range(2)]
 TARGETS = ["results/test/data/splits.csv", *SHARDS]
 
 
-def _start(workdir: Path, *targets: str, **popen) -> subprocess.Popen:
+def _start(workdir: Path, *targets: str, flags: tuple[str, ...] = (), **popen) -> subprocess.Popen:
     snakemake(workdir, *targets, "-n", "--configfile", TEST_PRESET)  # copies config.yaml
     command = [*SNAKEMAKE, "-s", str(Path(__file__).parents[1] / "Snakefile"), "-d", str(workdir),
-               *targets, "--cores", "2", "--configfile", TEST_PRESET]  # fmt: skip
+               *targets, "--cores", "2", *flags, "--configfile", TEST_PRESET]  # fmt: skip
     return subprocess.Popen(command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True, **popen)  # fmt: skip
 
@@ -63,6 +64,38 @@ def test_a_run_killed_during_the_shards_finishes_with_rerun_incomplete_and_the_s
             np.testing.assert_array_equal(a["images"], b["images"])
     assert not list((killed / "results").rglob(".*.tmp"))
     assert assert_every_result_loads(killed) >= 6
+
+
+def _kill_when(workdir: Path, condition, what: str, targets: list[str]) -> None:
+    """(Re)start the run with --rerun-incomplete, SIGKILL it and its jobs once ``condition``
+    holds, and --unlock as Snakemake's message says."""
+    run = _start(workdir, *targets, flags=("--rerun-incomplete",))
+    _wait_for(condition, run, what)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    snakemake(workdir, *targets, "--unlock", "--configfile", TEST_PRESET)
+
+
+def test_a_run_killed_during_features_training_and_export_resumes_to_the_same_metrics(tiny_run, tmp_path):
+    """Killed in turn during the teacher's feature cache, student training (after an epoch
+    was checkpointed) and the TFLite export; each rerun goes on with --rerun-incomplete and
+    the students' metrics equal the uninterrupted tiny run's."""
+    evals = ["results/test/eval/student.json", "results/test/eval/student_int8.json"]
+    results = tmp_path / "results/test"
+    _kill_when(tmp_path, (results / "logs/teacher_features.log").exists, "the feature cache started", evals)
+    assert not (results / "teacher/features.npz").exists()
+    checkpoint = results / "student/.checkpoints/student_train/state.npz"
+    _kill_when(tmp_path, checkpoint.exists, "a student epoch was checkpointed", evals)
+    assert not (results / "student/student.keras").exists()
+    _kill_when(tmp_path, (results / "logs/export_tflite.log").exists, "the export started", evals)
+    assert not (results / "export/student_int8.tflite").exists()
+    snakemake(tmp_path, *evals, "--cores", "2", "--rerun-incomplete", "--configfile", TEST_PRESET)
+    assert "resuming from the checkpoint of epoch 1" in (results / "logs/student_train.log").read_text()
+    assert not checkpoint.exists()
+    for name in evals:
+        assert_same_metrics(tmp_path / name, tiny_run / name)
+    assert not list((tmp_path / "results").rglob(".*.tmp"))
+    assert assert_every_result_loads(tmp_path) >= 15
 
 
 def test_a_full_disk_is_a_clear_error_and_leaves_no_partial_output(tmp_path):

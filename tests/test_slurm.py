@@ -1,5 +1,5 @@
-"""A real single-node Slurm: the workflow's Slurm profile submits the tiny preset's data and
-preprocessing jobs through `--executor slurm`, and they give the same files as a local run.
+"""A real single-node Slurm: the workflow's Slurm profile submits every job of the tiny preset
+through `--executor slurm`, and they give the same files and metrics as a local run.
 
 The test starts munged, slurmctld and slurmd itself (Debian's slurm-wlm packages, which
 .ci/run installs) and stops exactly those processes, by the process ids they wrote. srun
@@ -24,13 +24,13 @@ import numpy as np
 import pytest
 
 from conftest import PROJECT
+from helpers import assert_every_result_loads, assert_same_metrics
+from test_workflow import TEST_PRESET, planned_jobs
 
 pytestmark = pytest.mark.workflow
 
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo")
 SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
-TARGETS = ["results/test/data/splits.csv",
-           *(f"results/test/preprocessed/shard_{k}.npz" for k in range(2))]  # fmt: skip
 
 
 def _free_port() -> int:
@@ -128,15 +128,16 @@ PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     shutil.copy(PROJECT / "config.yaml", workdir / "config.yaml")
     command = [sys.executable, "-m", "snakemake", "-s", str(PROJECT / "Snakefile"), "-d", str(workdir),
-               "--configfile", str(PROJECT / "config/test.yaml"), *args, *TARGETS]  # fmt: skip
+               "--configfile", str(PROJECT / "config/test.yaml"), *args]  # fmt: skip
     # Snakemake ignores SIGTERM while jobs run: timeout's -k follows with SIGKILL.
     return subprocess.run(["timeout", "-k", "10", "600", *command], capture_output=True, text=True, cwd=workdir)
 
 
-def test_tiny_preset_runs_through_slurm_and_matches_a_local_run(slurm, tmp_path):
-    cluster, local = tmp_path / "cluster", tmp_path / "local"
+def test_tiny_preset_runs_through_slurm_and_matches_a_local_run(slurm, tiny_run, tmp_path):
+    cluster, plan = tmp_path / "cluster", tmp_path / "plan"
     cluster.mkdir()
-    local.mkdir()
+    plan.mkdir()
+    planned = planned_jobs(plan, "--configfile", TEST_PRESET)
     result = _snakemake(
         cluster, "--workflow-profile", str(PROJECT / "workflow/profiles/slurm"), "--slurm-no-account",
         "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
@@ -145,17 +146,20 @@ def test_tiny_preset_runs_through_slurm_and_matches_a_local_run(slurm, tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     job_ids = re.findall(r"submitted with SLURM jobid (\d+)", output)
-    # synthesize, manifest, split, two shards: each its own Slurm job.
-    assert len(job_ids) == 5, output[-4000:]
+    # Every job but the local rule `all` is its own Slurm job.
+    assert len(job_ids) == planned.total() - planned["all"] and len(job_ids) > 20, output[-4000:]
     queue = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i %T"], capture_output=True, text=True)
     states = dict(line.split() for line in queue.stdout.splitlines())
     assert all(states.get(job) == "COMPLETED" for job in job_ids), states
-    assert _snakemake(local, "--cores", "2").returncode == 0
+    results, local = cluster / "results/test", tiny_run / "results/test"
     for name in ("data/manifest.csv", "data/splits.csv"):
-        assert (cluster / "results/test" / name).read_bytes() == (local / "results/test" / name).read_bytes()
+        assert (results / name).read_bytes() == (local / name).read_bytes()
     for k in range(2):
-        with np.load(cluster / f"results/test/preprocessed/shard_{k}.npz") as a, \
-                np.load(local / f"results/test/preprocessed/shard_{k}.npz") as b:  # fmt: skip
+        with np.load(results / f"preprocessed/shard_{k}.npz") as a, \
+                np.load(local / f"preprocessed/shard_{k}.npz") as b:  # fmt: skip
             assert sorted(a.files) == sorted(b.files)
             for name in a.files:
                 np.testing.assert_array_equal(a[name], b[name])
+    for name in ("teacher", "student", "student_fp16", "student_int8"):
+        assert_same_metrics(results / f"eval/{name}.json", local / f"eval/{name}.json")
+    assert assert_every_result_loads(cluster) >= 25

@@ -213,14 +213,6 @@ def test_missing_dataset_root_is_a_config_error(tmp_path):
     assert "dataset.root: folder" in output and "does not exist" in output
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    """The tiny preset run once, end to end."""
-    workdir = tmp_path_factory.mktemp("tiny")
-    snakemake(workdir, "--cores", "2", "--configfile", TEST_PRESET)
-    return workdir
-
-
 def test_tiny_run_writes_consistent_data_products(tiny_run):
     data = tiny_run / "results/test/data"
     manifest = read_manifest(data / "manifest.csv")
