@@ -6,6 +6,8 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 CORES ?= 4
 ARGS ?=
+# Test workers: one file per worker at a time (module fixtures are built once).
+TEST_WORKERS ?= 2
 
 .PHONY: run test venv lint
 
@@ -22,7 +24,7 @@ run: $(STAMP)
 	$(VENV)/bin/snakemake --cores $(CORES) $(ARGS)
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -rs $(ARGS)
+	$(VENV)/bin/python -m pytest -q -rs -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/snakemake --lint
