@@ -38,7 +38,7 @@ def require_shared(name: str) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
-    """The tiny preset run once, end to end (shared: the fault tests compare against it)."""
+    """The tiny preset run once, end to end (shared: the fault and Slurm tests compare with it)."""
     from test_workflow import TEST_PRESET, snakemake
 
     workdir = tmp_path_factory.mktemp("tiny")
