@@ -28,9 +28,17 @@ from skinkd.metrics import RATE_METRICS, evaluate_probabilities
 from skinkd.predict import Predictor, predict_paths
 
 SEEN_SPLITS = ("train", "val")
+_SPLIT_ORDER = (*SEEN_SPLITS, "test")
 WHOLE_RUN = "run"
 SUBSETS = ("all", "without_overlap")
 _REFERENCE_COLUMNS = ("image_id", "sha256", "phash")
+
+
+def ordered_splits(names: Sequence[str]) -> list[str]:
+    """The distinct split names, train, val and test first, so that every run reports them
+    in the same order whatever the row order of its splits file."""
+    present = dict.fromkeys(names)
+    return [s for s in _SPLIT_ORDER if s in present] + [s for s in present if s not in _SPLIT_ORDER]
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,7 @@ class Reference:
 
     @property
     def split_names(self) -> list[str]:
-        return list(dict.fromkeys(self.splits.tolist()))
+        return ordered_splits(self.splits.tolist())
 
     @property
     def seen_splits(self) -> tuple[str, ...]:

@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from skinkd.atomic import write_text
+from skinkd.external import ordered_splits
 from skinkd.paper import PAPER_FIGURES
 from skinkd.suite import (
     COMPARISONS,
@@ -151,9 +152,8 @@ def external_section(name: str, external: Mapping[str, Any]) -> list[str]:
     """One external set: what overlaps the run, then each model on the whole set and on the
     images the run never trained or selected on."""
     overlap = external["overlap"]
-    matches = ", ".join(
-        f"{count} {key.removeprefix('match_')}" for key, count in overlap.items() if key.startswith("match_")
-    )
+    splits = ordered_splits([key.removeprefix("match_") for key in overlap if key.startswith("match_")])
+    matches = ", ".join(f"{overlap[f'match_{split}']} {split}" for split in splits)
     lines = [
         "",
         f"External validation on `{name}`: {overlap['images']} images "

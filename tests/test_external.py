@@ -434,6 +434,16 @@ def test_manifest_alone_counts_every_match_as_seen(run, tmp_path):
     assert counts == {"images": 10, "identical": 1, "match_run": 7, "seen": 7}
 
 
+def test_splits_are_reported_train_val_test_whatever_the_file_order(run, tmp_path):
+    rows = list(csv.reader(open(run.data / "splits.csv", newline="")))
+    shutil.copy(run.data / "manifest.csv", tmp_path / "manifest.csv")
+    write_table(tmp_path / "splits.csv", rows[0], sorted(rows[1:], key=lambda row: row[1] != "test"))
+    reference = read_reference(tmp_path / "splits.csv")
+    assert reference.splits[0] == "test" and reference.split_names == ["train", "val", "test"]
+    counts = overlap_counts(list(overlap_by_id(run, reference).values()), reference.split_names)
+    assert list(counts) == ["images", "identical", "match_train", "match_val", "match_test", "seen"]
+
+
 def test_reference_errors(run, tmp_path):
     manifest = list(csv.reader(open(run.data / "manifest.csv", newline="")))
     no_phash = write_table(tmp_path / "a" / "manifest.csv", ["image_id", "sha256"],

@@ -173,7 +173,8 @@ def test_external_set_is_tabulated_with_its_overlap_and_read(tmp_path):
     }
     external = {
         "set": "kaggle", "images": 100, "rejected": 2, "thresholds": {"student": 0.25, "teacher": 0.3},
-        "overlap": {"images": 100, "identical": 4, "match_train": 50, "match_val": 10, "match_test": 12, "seen": 60},
+        # Stored in a splits file's order; the sentence puts train, val, test.
+        "overlap": {"images": 100, "identical": 4, "match_test": 12, "match_val": 10, "match_train": 50, "seen": 60},
         "models": models,
     }  # fmt: skip
     (tmp_path / "run/external/kaggle").mkdir(parents=True)
