@@ -44,11 +44,12 @@ def _ci(evaluation: Mapping[str, Any], metric: str) -> str:
 
 def load_run(results: Path, name: str) -> dict[str, Any] | None:
     run = results / name
-    if not (run / "eval").is_dir():
+    ablation = run / "ablation" / "ablation.csv"
+    # A factor study runs only the ablation grid: no eval folder, its table is the result.
+    if not (run / "eval").is_dir() and not ablation.exists():
         return None
     evals = {m: json.loads((run / "eval" / f"{m}.json").read_text()) for m in MODELS
              if (run / "eval" / f"{m}.json").exists()}  # fmt: skip
-    ablation = run / "ablation" / "ablation.csv"
     card = run / "export" / "model_card.json"
     calibration = run / "eval" / "calibration.json"
     return {
@@ -57,7 +58,6 @@ def load_run(results: Path, name: str) -> dict[str, Any] | None:
         "ablation_budget": ablation_budget(run) if ablation.exists() else None,
         "evals": evals,
         "ablation": pd.read_csv(ablation) if ablation.exists() else None,
-        "leakage": pd.read_csv(run / "data" / "leakage.csv"),
         "job_seconds": job_seconds(run),
         "wall_seconds": wall_seconds(run),
         "test_images": next(iter(evals.values()))["metrics"]["n"] if evals else 0,
@@ -87,6 +87,7 @@ def ablation_budget(run: Path) -> dict[str, Any]:
     return {
         "train_images": cells["baseline"]["train_images"],
         "epochs": {cell: result["student"]["epochs"] for cell, result in cells.items()},
+        "baseline": {**cells["baseline"]["student"], "preprocessing": cells["baseline"]["preprocessing"]},
         "wall_seconds": wall_seconds(run, "benchmarks/ablation/*.tsv"),
     }
 
@@ -96,11 +97,12 @@ def metrics_section(label: str, command: str, run: Mapping[str, Any]) -> list[st
         f"### {label}",
         "",
         f"`{command}`: {run['wall_seconds'] / 60:.1f} min wall "
-        f"({run['job_seconds'] / 60:.1f} min of job time), {run['test_images']} test images.",
-        "",
-        "| model | ROC AUC [95% CI] | accuracy | MCC | sensitivity | specificity |",
-        "|---|---|---|---|---|---|",
+        f"({run['job_seconds'] / 60:.1f} min of job time)"
+        + (f", {run['test_images']} test images." if run["evals"] else ", the ablation grid only."),
     ]
+    if run["evals"]:
+        lines += ["", "| model | ROC AUC [95% CI] | accuracy | MCC | sensitivity | specificity |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
     for model, evaluation in run["evals"].items():
         cells = [_ci(evaluation, m) for m in ("roc_auc", "accuracy", "mcc")]
         cells += [f"{evaluation['metrics'][m]:.3f}" for m in ("sensitivity", "specificity")]
@@ -120,8 +122,9 @@ def metrics_section(label: str, command: str, run: Mapping[str, Any]) -> list[st
     if ablation is not None:
         budget = run["ablation_budget"]
         lines += ["", f"Ablation grid budget: each cell trains the student on "
-                  f"{budget['train_images']} training images at "
-                  f"{run['image_size']} px for {budget['epochs']['baseline']} epochs in the baseline "
+                  f"{budget['train_images']} training images"
+                  + (f" at {run['image_size']} px" if run["image_size"] else "")
+                  + f" for {budget['epochs']['baseline']} epochs in the baseline "
                   f"(the epochs column: every epoch count scaled alike), "
                   f"{int(ablation['seeds'].max())} seeds; the grid "
                   f"took {budget['wall_seconds'] / 60:.1f} min wall on this machine. The paper's "
@@ -277,6 +280,33 @@ def largest_effects(ablation: pd.DataFrame | None, count: int = 3) -> str | None
     return f"the largest changes of mean test AUC from the baseline's {cells['baseline']:.3f}: {listed}."
 
 
+def factor_readings(ablation: pd.DataFrame, baseline: Mapping[str, Any]) -> list[str]:
+    """A factor study: each cell against the baseline it changes one setting of (``baseline``:
+    the baseline cell's student settings and preprocessing), and what the changes that help
+    beyond the seed spread would add together if their gains added up."""
+    cells = ablation.set_index("cell")
+    if "baseline" not in cells.index:
+        return []
+    base = cells.loc["baseline"]
+    readings, helping = [], 0.0
+    for cell, row in cells.drop("baseline").iterrows():
+        gain = row["roc_auc_mean"] - base["roc_auc_mean"]
+        spread = max(row["roc_auc_std"], base["roc_auc_std"])
+        change = f"{row['factor']} {row['value']} instead of {baseline.get(row['factor'], 'the baseline')}"
+        if gain > spread:
+            helping += gain
+        readings.append(
+            f"{cell}: student test AUC {row['roc_auc_mean']:.3f} against the baseline's "
+            f"{base['roc_auc_mean']:.3f} ({gain:+.3f}, {int(row['seeds'])} seeds, spread "
+            f"{spread:.3f}): {_effect(gain, spread, change)}."
+        )
+    readings.append(
+        f"the changes that raise the test AUC beyond the seed spread add {helping:+.3f} together "
+        "if their gains add up (each was measured alone)."
+    )
+    return readings
+
+
 def distillation_reading(ablation: pd.DataFrame | None) -> str | None:
     """Whether distillation (alpha 0.5) beats none (alpha 1) by more than the seed spread."""
     return cell_reading(ablation, "alpha-1.0", "distillation")
@@ -401,6 +431,10 @@ def render(runs: Sequence[Mapping[str, Any]], results: Path, notes: Sequence[str
             lines += [f"### {r['label']}", "", f"Not run yet: `{display_command(r)}`.", ""]
             continue
         lines += metrics_section(r["label"], display_command(r), run)
+        if not run["evals"] and run["ablation"] is not None:
+            found = factor_readings(run["ablation"], run["ablation_budget"]["baseline"])
+            readings += [f"- {r['label']}: {text}" for text in found]
+            continue
         found = [cell_reading(run["ablation"], cell, thing) for cell, thing in CELL_READINGS]
         found += [addition_reading(run["ablation"], c, thing) for c, thing in ADDITION_READINGS]
         found.append(teacher_gap_reading(run))
