@@ -16,7 +16,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import pytest
 
 from conftest import PROJECT
 from helpers import assert_every_result_loads, assert_same_metrics
-from test_workflow import TEST_PRESET, planned_jobs
+from test_workflow import TEST_PRESET, planned_jobs, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -125,23 +124,16 @@ PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP
         SYSTEM_CONF.unlink(missing_ok=True)
 
 
-def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    shutil.copy(PROJECT / "config.yaml", workdir / "config.yaml")
-    command = [sys.executable, "-m", "snakemake", "-s", str(PROJECT / "Snakefile"), "-d", str(workdir),
-               "--configfile", str(PROJECT / "config/test.yaml"), *args]  # fmt: skip
-    # Snakemake ignores SIGTERM while jobs run: timeout's -k follows with SIGKILL.
-    return subprocess.run(["timeout", "-k", "10", "600", *command], capture_output=True, text=True, cwd=workdir)
-
-
 def test_tiny_preset_runs_through_slurm_and_matches_a_local_run(slurm, tiny_run, tmp_path):
     cluster, plan = tmp_path / "cluster", tmp_path / "plan"
     cluster.mkdir()
     plan.mkdir()
     planned = planned_jobs(plan, "--configfile", TEST_PRESET)
-    result = _snakemake(
-        cluster, "--workflow-profile", str(PROJECT / "workflow/profiles/slurm"), "--slurm-no-account",
-        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
+    result = snakemake(
+        cluster, "--configfile", TEST_PRESET, "--workflow-profile", str(PROJECT / "workflow/profiles/slurm"),
+        "--slurm-no-account", "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
         "--max-threads", str(os.cpu_count()),  # the node has no more CPUs to give
+        check=False, timeout=600,
     )  # fmt: skip
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]

@@ -30,11 +30,17 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TEST_PRESET = str(PROJECT / "config" / "test.yaml")
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run snakemake on the project's Snakefile in ``workdir`` (results go there)."""
+def snakemake(
+    workdir: Path, *args: str, check: bool = True, timeout: int | None = None
+) -> subprocess.CompletedProcess:
+    """Run snakemake on the project's Snakefile in ``workdir`` (results go there), killed
+    after ``timeout`` seconds if given."""
     if not (workdir / "config.yaml").exists():
         shutil.copy(PROJECT / "config.yaml", workdir / "config.yaml")
     cmd = [*SNAKEMAKE, "-s", str(PROJECT / "Snakefile"), "-d", str(workdir), *args]
+    if timeout is not None:
+        # Snakemake ignores SIGTERM while jobs run: timeout's -k follows with SIGKILL.
+        cmd = ["timeout", "-k", "10", str(timeout), *cmd]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir)
     if check and result.returncode != 0:
