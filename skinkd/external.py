@@ -30,7 +30,6 @@ from skinkd.predict import Predictor, predict_paths
 SEEN_SPLITS = ("train", "val")
 _SPLIT_ORDER = (*SEEN_SPLITS, "test")
 WHOLE_RUN = "run"
-SUBSETS = ("all", "without_overlap")
 _REFERENCE_COLUMNS = ("image_id", "sha256", "phash")
 
 

@@ -307,11 +307,6 @@ def factor_readings(ablation: pd.DataFrame, baseline: Mapping[str, Any]) -> list
     return readings
 
 
-def distillation_reading(ablation: pd.DataFrame | None) -> str | None:
-    """Whether distillation (alpha 0.5) beats none (alpha 1) by more than the seed spread."""
-    return cell_reading(ablation, "alpha-1.0", "distillation")
-
-
 def target_reading(run: Mapping[str, Any], target: float) -> str | None:
     """The student's test AUC against the issue's target, and int8's distance from it."""
     evals = run["evals"]
