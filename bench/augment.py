@@ -59,8 +59,10 @@ def keras_augmenters(seed: int):
 
 
 def keras_epoch(augment, images: np.ndarray, batch_size: int) -> None:
+    from skinkd.preprocess import rescale
+
     for start in range(0, len(images), batch_size):
-        np.asarray(augment(images[start : start + batch_size].astype(np.float32) / 255.0))
+        np.asarray(augment(rescale(images[start : start + batch_size])))
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,10 @@ def median_seconds(step, repeats: int, warmup: int) -> float:
     return statistics.median(times)
 
 
-def classifier(keras, backbone_input, backbone_output):
+def classifier(backbone_input, backbone_output):
+    """A pooled 7-class dense head on the backbone, compiled for training."""
+    import keras
+
     pooled = keras.layers.GlobalAveragePooling2D()(backbone_output)
     model = keras.Model(backbone_input, keras.layers.Dense(CLASSES)(pooled))
     model.compile(
@@ -55,7 +59,7 @@ def classifier(keras, backbone_input, backbone_output):
     return model
 
 
-def measure(blocks: int, batch_size: int, repeats: int, warmup: int) -> dict[str, float]:
+def measure(blocks: int, batch_size: int, repeats: int, warmup: int) -> dict[str, Any]:
     import keras
 
     from skinkd.backbones.mobilenetv2 import (
@@ -73,8 +77,8 @@ def measure(blocks: int, batch_size: int, repeats: int, warmup: int) -> dict[str
     bottom = keras.Model(backbone.input, cut_tensor)
     top_input = keras.Input(cut_tensor.shape[1:])
     top = keras.Model(cut_tensor, backbone.output)
-    end_to_end = classifier(keras, backbone.input, backbone.output)
-    from_cache = classifier(keras, top_input, top(top_input))
+    end_to_end = classifier(backbone.input, backbone.output)
+    from_cache = classifier(top_input, top(top_input))
 
     rng = np.random.default_rng(0)
     images = rng.random((batch_size, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.float32)
