@@ -7,8 +7,11 @@ import re
 import sys
 
 import pytest
+import yaml
+from snakemake.utils import update_config, validate
 
-from conftest import PROJECT
+from conftest import PROJECT, require_shared
+from skinkd.config import check_config, check_schema
 from skinkd.errors import ConfigError
 from skinkd.suite import display_command, load_notes, load_runs, snakemake_command, wall_seconds
 
@@ -26,6 +29,23 @@ def test_project_runs_file_loads_and_names_existing_presets():
         for path in run["configfiles"]:
             assert (PROJECT / path).is_file(), f"{run['name']}: {path}"
     assert load_notes(PROJECT / "docs" / "runs.yaml")
+
+
+@pytest.mark.parametrize("run", load_runs(PROJECT / "docs" / "runs.yaml"), ids=lambda run: run["name"])
+def test_every_run_layers_its_presets_into_a_valid_config(run, monkeypatch):
+    """Each run's presets, layered on config.yaml as Snakemake layers them, pass the schema
+    and the cross-key checks (dataset roots are relative to the project)."""
+    if run["configfiles"]:
+        require_shared("")
+    monkeypatch.chdir(PROJECT)
+    config = yaml.safe_load((PROJECT / "config.yaml").read_text())
+    for path in run["configfiles"]:
+        update_config(config, yaml.safe_load((PROJECT / path).read_text()))
+    schema = PROJECT / "workflow" / "schemas" / "config.schema.yaml"
+    check_schema(config, schema)
+    validate(config, schema=str(schema))
+    check_config(config)
+    assert config["name"] == run["name"]
 
 
 def test_targets_default_to_all_and_commands_layer_the_presets(tmp_path):
