@@ -1,4 +1,4 @@
-"""Benchmark: the training augmentation as one cv2.warpAffine per image (skinkd.augment)
+"""Benchmark: the training augmentation as one cv2.warpAffine per image (skinkd.data.augment)
 against the four Keras preprocessing layers it replaced (not a test).
 
 Both augment the same seeded uint8 images, in batches of --batch-size, with the config's
@@ -31,7 +31,7 @@ ROTATION, SHIFT, SHEAR = 20.0, 0.1, 0.1
 
 
 def warp_epoch(images: np.ndarray, batch_size: int, seed: int) -> None:
-    from skinkd.augment import Augmentation, augment_batch
+    from skinkd.data.augment import Augmentation, augment_batch
 
     augmentation = Augmentation(ROTATION, SHIFT, SHIFT, SHEAR, horizontal_flip=True)
     rng = np.random.default_rng(seed)
@@ -59,7 +59,7 @@ def keras_augmenters(seed: int):
 
 
 def keras_epoch(augment, images: np.ndarray, batch_size: int) -> None:
-    from skinkd.preprocess import rescale
+    from skinkd.data.preprocess import rescale
 
     for start in range(0, len(images), batch_size):
         np.asarray(augment(rescale(images[start : start + batch_size])))

@@ -42,8 +42,8 @@ HAM = Path(__file__).resolve().parents[2] / "shared" / "data" / "ham10000"
 
 def write_reference(folder: Path) -> Path:
     """manifest.csv and splits.csv of every HAM10000 image (hashed on every core)."""
-    from skinkd.hashing import inspect_image
-    from skinkd.labelled import image_files
+    from skinkd.data.hashing import inspect_image
+    from skinkd.data.labelled import image_files
     from skinkd.parallel import map_in_processes
 
     files = image_files(HAM / "images")
@@ -63,7 +63,7 @@ def write_reference(folder: Path) -> Path:
 
 def write_external(folder: Path, count: int) -> list[Path]:
     """``count`` HAM10000 images at 600x450 as JPEG, and labels.csv beside them."""
-    from skinkd.labelled import HAM_MALIGNANT
+    from skinkd.data.labelled import HAM_MALIGNANT
 
     malignant = HAM_MALIGNANT["clinical"]
     with open(HAM / "HAM10000_metadata.csv", newline="") as f:
@@ -84,8 +84,8 @@ def write_external(folder: Path, count: int) -> list[Path]:
 
 def time_overlap(files: list[Path], splits: Path, distance: int) -> tuple[float, float, dict]:
     """(seconds end to end, seconds matching alone, counts) of one overlap check."""
-    from skinkd.external import overlap_counts, overlap_rows, read_reference
-    from skinkd.hashing import inspect_image
+    from skinkd.data.hashing import inspect_image
+    from skinkd.evaluate.external import overlap_counts, overlap_rows, read_reference
     from skinkd.parallel import map_in_processes
 
     start = time.perf_counter()

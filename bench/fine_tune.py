@@ -62,7 +62,7 @@ def classifier(backbone_input, backbone_output):
 def measure(blocks: int, batch_size: int, repeats: int, warmup: int) -> dict[str, Any]:
     import keras
 
-    from skinkd.backbones.mobilenetv2 import (
+    from skinkd.teacher.backbones.mobilenetv2 import (
         INVERTED_RESIDUAL_BLOCKS,
         build_mobilenetv2,
         unfreeze_last_blocks,

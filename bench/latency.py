@@ -2,7 +2,7 @@
 and 2 threads (not a test).
 
 The student is built at --image-size with seeded random weights (the cost of a forward pass
-does not depend on the weights) and exported with skinkd.export.export_tflite; the int8
+does not depend on the weights) and exported with skinkd.edge.export.export_tflite; the int8
 model is calibrated on preprocessed synthetic lesions. Each model runs one uint8 image at a
 time through the project's own classes (TFLiteClassifier: input quantisation included;
 Keras: predict_on_batch on the rescaled image), --warmup runs first, then --runs timed
@@ -45,8 +45,8 @@ def timed(run, image: np.ndarray, runs: int, warmup: int) -> dict[str, float]:
 
 
 def test_image(size: int) -> np.ndarray:
-    from skinkd.preprocess import Preprocessing, preprocess_image
-    from skinkd.synthetic import render_lesion
+    from skinkd.data.preprocess import Preprocessing, preprocess_image
+    from skinkd.data.lesions import render_lesion
 
     rng = np.random.default_rng(0)
     return preprocess_image(render_lesion(rng, True, 600, 450), Preprocessing(image_size=size))[None]
@@ -58,7 +58,7 @@ def keras_child(args: argparse.Namespace) -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from skinkd.inference import KerasClassifier
+    from skinkd.edge.inference import KerasClassifier
 
     model = KerasClassifier(args.keras)
     image = test_image(args.image_size)
@@ -81,10 +81,10 @@ def main() -> None:
 
     import keras
 
-    from skinkd.export import TFLiteClassifier, export_tflite
-    from skinkd.models import build_student
-    from skinkd.preprocess import Preprocessing, preprocess_image
-    from skinkd.synthetic import render_lesion
+    from skinkd.data.preprocess import Preprocessing, preprocess_image
+    from skinkd.data.lesions import render_lesion
+    from skinkd.edge.export import TFLiteClassifier, export_tflite
+    from skinkd.student.network import build_student
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(1)

@@ -1,6 +1,6 @@
 """Benchmark: `skinkd predict` on a folder of 600x450 images, end to end (not a test).
 
-Generates --images synthetic dermoscopy-like JPEGs of 600x450 (skinkd.synthetic; generation
+Generates --images synthetic dermoscopy-like JPEGs of 600x450 (skinkd.data.synthetic; generation
 not timed), exports a student at --image-size (seeded random weights: speed does not depend
 on them) to int8 TFLite with a model card, then times the real console command
 `skinkd predict MODEL FOLDER --out predictions.csv` (process start, decoding, the six
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
 
-    from skinkd.synthetic import generate_synthetic
+    from skinkd.data.synthetic import generate_synthetic
 
     skinkd = Path(sys.executable).with_name("skinkd")
     with tempfile.TemporaryDirectory() as tmp:

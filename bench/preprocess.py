@@ -2,7 +2,7 @@
 
 Measures, on ../shared/data/ham10000 (10,015 images, 200x150):
 - milliseconds per stage (median over a sample), decoding included as its own line;
-- the whole set through ``skinkd.cache.build_shard`` (decode, six stages, write the uint8
+- the whole set through ``skinkd.data.cache.build_shard`` (decode, six stages, write the uint8
   shards), with 1 process and with all cores, as wall seconds and images per second;
 - the ``snakemake -n`` time on the HAM10000 preset (median of several runs).
 Writes bench/results/preprocess.json.
@@ -30,10 +30,10 @@ import cv2
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from skinkd.cache import build_shard  # noqa: E402
-from skinkd.datasets import load_ham10000  # noqa: E402
-from skinkd.images import read_image  # noqa: E402
-from skinkd.preprocess import (  # noqa: E402
+from skinkd.data.cache import build_shard  # noqa: E402
+from skinkd.data.datasets import load_ham10000  # noqa: E402
+from skinkd.data.images import read_image  # noqa: E402
+from skinkd.data.preprocess import (  # noqa: E402
     Preprocessing,
     bilateral_filter,
     close_hairs,

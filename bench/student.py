@@ -13,10 +13,10 @@ def export_bench_student(folder: Path, image_size: int, sample: Sequence[Path]) 
     """Write student_int8.tflite (and fp16) with model_card.json into ``folder``; its path."""
     import keras
 
-    from skinkd.export import export_tflite, write_model_card
-    from skinkd.images import read_image
-    from skinkd.models import build_student
-    from skinkd.preprocess import Preprocessing, preprocess_image
+    from skinkd.data.images import read_image
+    from skinkd.data.preprocess import Preprocessing, preprocess_image
+    from skinkd.edge.export import export_tflite, write_model_card
+    from skinkd.student.network import build_student
 
     params = Preprocessing(image_size=image_size)
     keras.utils.set_random_seed(0)

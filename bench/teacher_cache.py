@@ -50,18 +50,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 
-from skinkd.augment import Augmentation, view_transforms  # noqa: E402
-from skinkd.backbones.registry import BACKBONES, build_backbone  # noqa: E402
-from skinkd.models import build_teacher, build_teacher_head, extract_features  # noqa: E402
-from skinkd.preprocess import Preprocessing, preprocess_image  # noqa: E402
-from skinkd.presets import TEACHER_PRESETS  # noqa: E402
-from skinkd.synthetic import render_lesion  # noqa: E402
-from skinkd.train import (  # noqa: E402
-    FeatureBatches,
-    ImageBatches,
-    fit_classifier,
-    make_optimizer,
-)
+from skinkd.data.augment import Augmentation, view_transforms  # noqa: E402
+from skinkd.data.preprocess import Preprocessing, preprocess_image  # noqa: E402
+from skinkd.data.lesions import render_lesion  # noqa: E402
+from skinkd.nn.batches import FeatureBatches, ImageBatches  # noqa: E402
+from skinkd.nn.fit import fit_classifier, make_optimizer  # noqa: E402
+from skinkd.teacher.backbones.registry import BACKBONES, build_backbone  # noqa: E402
+from skinkd.teacher.models import build_teacher, build_teacher_head, extract_features  # noqa: E402
+from skinkd.teacher.presets import TEACHER_PRESETS  # noqa: E402
 
 SEED = 0
 
@@ -92,7 +88,7 @@ def render_images(n: int, image_size: int, seed: int) -> tuple[np.ndarray, np.nd
 def timed_fit(model, train, val, optimizer, epochs: int, out_dir: Path) -> dict:
     """Seconds of each epoch of ``fit_classifier`` and of the whole call."""
     clock = _EpochClock()
-    logger = logging.getLogger("skinkd.train")
+    logger = logging.getLogger("skinkd.nn.fit")
     logger.addHandler(clock)
     logger.setLevel(logging.INFO)
     try:

@@ -1,10 +1,10 @@
 """Benchmark: student training and teacher feature extraction, images per second (not a test).
 
-Student: skinkd.train.train_student (distillation, the config's augmentation, batch 64,
+Student: skinkd.student.train.train_student (distillation, the config's augmentation, batch 64,
 Adafactor) on --train-images synthetic preprocessed lesions at each --sizes, run for 1 and
 for 1 + --epochs epochs; the difference divided by --epochs is one epoch without tracing and
 saving, so images/s = training images / that (after a small warm-up run that pays the
-process's one-off start-up). Teacher: skinkd.models.extract_features with
+process's one-off start-up). Teacher: skinkd.teacher.models.extract_features with
 each preset's backbones (random weights: the cost does not depend on them) at 224 px, after
 a one-batch warm-up, over --feature-images images (fewer for the paper preset), and what
 that rate makes of the whole HAM10000 cache of config/ham10000_pretrained.yaml. Writes
@@ -34,8 +34,8 @@ AUGMENT = {"rotation": 20, "height_shift": 0.1, "width_shift": 0.1, "shear": 0.1
 
 
 def lesions(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from skinkd.preprocess import Preprocessing, preprocess_image
-    from skinkd.synthetic import render_lesion
+    from skinkd.data.preprocess import Preprocessing, preprocess_image
+    from skinkd.data.lesions import render_lesion
 
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % 2
@@ -45,7 +45,7 @@ def lesions(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def student_seconds(images, labels, epochs: int) -> float:
-    from skinkd.train import train_student
+    from skinkd.student.train import train_student
 
     logits = np.stack([np.zeros(len(labels)), labels * 2.0 - 1], axis=1).astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp:
@@ -57,9 +57,9 @@ def student_seconds(images, labels, epochs: int) -> float:
 
 
 def feature_rate(preset: str, n: int, batch: int = 32) -> dict:
-    from skinkd.backbones.registry import build_backbone
-    from skinkd.models import extract_features
-    from skinkd.presets import TEACHER_PRESETS
+    from skinkd.teacher.backbones.registry import build_backbone
+    from skinkd.teacher.models import extract_features
+    from skinkd.teacher.presets import TEACHER_PRESETS
 
     images, _ = lesions(n, 224, seed=2)
     backbones = {name: build_backbone(name, 224, None) for name in TEACHER_PRESETS[preset]}

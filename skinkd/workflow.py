@@ -11,7 +11,6 @@ from typing import Any
 from skinkd.checkpoint import Checkpoint, job_checkpoint
 from skinkd.errors import SkinkdError
 
-
 # No space left, the file-size limit (RLIMIT_FSIZE), the disk quota.
 _DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 

@@ -161,7 +161,7 @@ def assert_every_result_loads(workdir: Path) -> int:
         elif suffix == ".csv":
             pd.read_csv(path)
         elif suffix == ".keras":
-            from skinkd.models import load_model
+            from skinkd.nn.models import load_model
 
             load_model(path)
         elif suffix == ".tflite":
@@ -204,9 +204,9 @@ def exported_student(folder: Path, size: int, threshold: float = 0.3) -> SimpleN
     int8 TFLite, with its model card (default preprocessing, no mapping) in ``folder``."""
     import keras
 
-    from skinkd.export import export_tflite, write_model_card
-    from skinkd.models import build_student
-    from skinkd.preprocess import Preprocessing, preprocess_image
+    from skinkd.data.preprocess import Preprocessing, preprocess_image
+    from skinkd.edge.export import export_tflite, write_model_card
+    from skinkd.student.network import build_student
 
     params = Preprocessing(image_size=size)
     keras.utils.set_random_seed(0)

@@ -5,15 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from skinkd.ablation import (
-    BASELINE,
-    ablation_cells,
-    preprocessing_variant,
-    summarise,
-)
-from skinkd.paper import with_paper_ablation
-from skinkd.preprocess import Preprocessing
-from skinkd.split import subsample_indices
+from skinkd.data.preprocess import Preprocessing
+from skinkd.data.split import subsample_indices
+from skinkd.runs.ablation import BASELINE, ablation_cells, preprocessing_variant, summarise
+from skinkd.runs.paper import with_paper_ablation
 
 CHOSEN = {"optimizer": "adafactor", "learning_rate": 0.002, "batch_size": 64, "epochs": 70,
           "temperature": 1, "alpha": 0.5, "feature_conversion": "gmp"}  # fmt: skip

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from helpers import AUGMENT
-from skinkd.augment import (
+from skinkd.data.augment import (
     Augmentation,
     augment_batch,
     compose_transforms,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from skinkd.calibration import calibrate, rates_at, reliability, threshold_for_sensitivity
 from skinkd.errors import DataError
+from skinkd.evaluate.calibration import calibrate, rates_at, reliability, threshold_for_sensitivity
 
 
 def test_threshold_is_the_most_specific_one_reaching_the_target():

@@ -1,4 +1,4 @@
-"""skinkd.datasets loaders on small generated trees, and on the real data when present."""
+"""skinkd.data.datasets loaders on small generated trees, and on the real data when present."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from helpers import (
     write_ham_metadata,
     write_rgb,
 )
-from skinkd.datasets import load_folder, load_ham10000, load_source, load_synthetic
+from skinkd.data.datasets import load_folder, load_ham10000, load_source, load_synthetic
+from skinkd.data.manifest import build_manifest
 from skinkd.errors import DataError
-from skinkd.manifest import build_manifest
 
-# Independent of skinkd.datasets.HAM_MALIGNANT on purpose.
+# Independent of skinkd.data.datasets.HAM_MALIGNANT on purpose.
 PAPER_MALIGNANT = {"mel", "bcc", "akiec", "bkl", "vasc"}
 CLINICAL_MALIGNANT = {"mel", "bcc", "akiec"}
 LEADING = ["image_id", "path", "label", "label_name", "group"]

@@ -14,8 +14,15 @@ import numpy as np
 import pytest
 
 from conftest import PROJECT
-from skinkd.explain import grad_cam, overlay, sample_by_class, student_forward, teacher_forward
-from skinkd.models import build_student, build_teacher
+from skinkd.evaluate.explain import (
+    grad_cam,
+    overlay,
+    sample_by_class,
+    student_forward,
+    teacher_forward,
+)
+from skinkd.student.network import build_student
+from skinkd.teacher.models import build_teacher
 
 SIZE = 32
 
@@ -55,7 +62,7 @@ def test_torch_backend_gives_the_same_heatmap(tmp_path):
         sys.path[:0] = [{str(PROJECT)!r}, {str(PROJECT / "tests")!r}]
         import keras
         from test_explain import bright_square_model, square_image
-        from skinkd.explain import grad_cam, student_forward
+        from skinkd.evaluate.explain import grad_cam, student_forward
         assert keras.backend.backend() == "torch"
         print(json.dumps(grad_cam(student_forward(bright_square_model()), square_image())[0].tolist()))
         """

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 
+from skinkd.edge.export import TFLiteClassifier, export_tflite, read_model_card, write_model_card
 from skinkd.errors import SkinkdError
-from skinkd.export import TFLiteClassifier, export_tflite, read_model_card, write_model_card
-from skinkd.models import build_student, with_binary_output
+from skinkd.nn.models import with_binary_output
+from skinkd.student.network import build_student
 
 PROJECT = Path(__file__).resolve().parents[1]
 SIZE = 32
@@ -258,7 +259,7 @@ def test_classifier_needs_neither_tensorflow_nor_keras(
     script = textwrap.dedent(f"""
         import json, sys
         import numpy as np
-        from skinkd.export import TFLiteClassifier, read_model_card
+        from skinkd.edge.export import TFLiteClassifier, read_model_card
         images = np.load({str(tmp_path / "images.npy")!r})
         logits = TFLiteClassifier({str(exported.paths.fp16)!r}).predict_logits(images)
         print(json.dumps({{
@@ -279,8 +280,8 @@ def test_export_refuses_another_keras_backend(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import numpy as np
         from skinkd.errors import SkinkdError
-        from skinkd.export import export_tflite
-        from skinkd.models import build_student
+        from skinkd.edge.export import export_tflite
+        from skinkd.student.network import build_student
         try:
             export_tflite(build_student({SIZE}), {str(tmp_path / "a.tflite")!r},
                           {str(tmp_path / "b.tflite")!r}, np.zeros((2, {SIZE}, {SIZE}, 3), np.uint8))

@@ -15,20 +15,20 @@ import numpy as np
 import pytest
 
 from helpers import exported_student, rgb_array, write_rgb
-from skinkd.cli import main
+from skinkd.data.hashing import inspect_image
+from skinkd.data.images import read_image
+from skinkd.data.labelled import ISIC_COLUMNS, detect_layout, read_labelled_set
+from skinkd.edge.cli import main
+from skinkd.edge.evaluate import format_report
+from skinkd.edge.predict import Predictor, predict_paths
 from skinkd.errors import ConfigError, DataError
-from skinkd.external import (
+from skinkd.evaluate.external import (
     evaluate_external,
-    format_report,
     overlap_counts,
     overlap_rows,
     read_reference,
 )
-from skinkd.hashing import inspect_image
-from skinkd.images import read_image
-from skinkd.labelled import ISIC_COLUMNS, detect_layout, read_labelled_set
-from skinkd.metrics import classification_metrics
-from skinkd.predict import Predictor, predict_paths
+from skinkd.evaluate.metrics import classification_metrics
 
 SIZE = 32
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_workflow import SNAKEMAKE, TEST_PRESET, snakemake
 
 from helpers import assert_every_result_loads, assert_same_metrics
-from test_workflow import SNAKEMAKE, TEST_PRESET, snakemake
 
 pytestmark = pytest.mark.workflow
 

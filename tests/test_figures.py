@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinkd.figures import confusion_matrix_figure, roc_figure, training_curves_figure
+from skinkd.evaluate.figures import confusion_matrix_figure, roc_figure, training_curves_figure
 
 
 def read_png(path: Path) -> np.ndarray:

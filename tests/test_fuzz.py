@@ -12,9 +12,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from skinkd.data.images import decode_image
+from skinkd.edge.export import MODEL_CARD_KEYS, read_model_card
 from skinkd.errors import SkinkdError
-from skinkd.export import MODEL_CARD_KEYS, read_model_card
-from skinkd.images import decode_image
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 FUZZ = settings(

@@ -1,4 +1,4 @@
-"""skinkd.images (read_image / decode_image) and the image checks of build_manifest.
+"""skinkd.data.images (read_image / decode_image) and the image checks of build_manifest.
 
 Every input is made here in tmp_path; expected pixel values come from the source arrays, not
 from the code under test.
@@ -22,9 +22,9 @@ from helpers import (
     write_png16,
     write_rgb,
 )
+from skinkd.data.images import decode_image, read_image
+from skinkd.data.manifest import build_manifest
 from skinkd.errors import DataError
-from skinkd.images import decode_image, read_image
-from skinkd.manifest import build_manifest
 
 # --------------------------------------------------------------------------- bad files
 
@@ -384,7 +384,7 @@ def _bomb(fmt: str, width: int = 50_000, height: int = 50_000) -> bytes:
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "BMP"])
 def test_decompression_bomb_is_refused_before_decoding(fmt, monkeypatch):
-    from skinkd import images
+    from skinkd.data import images
 
     def no_decoding(*args):
         raise AssertionError("the decoder was called")
@@ -396,7 +396,7 @@ def test_decompression_bomb_is_refused_before_decoding(fmt, monkeypatch):
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "BMP"])
 def test_declared_size_is_the_decoded_size(fmt):
-    from skinkd.images import declared_size
+    from skinkd.data.images import declared_size
 
     ok, buf = cv2.imencode({"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp"}[fmt], rgb_array(37, 53))
     assert declared_size(buf.tobytes(), fmt) == (53, 37)

@@ -12,8 +12,8 @@ import pytest
 from sklearn import metrics as sk
 
 from skinkd.errors import DataError
-from skinkd.evaluation import metrics_table
-from skinkd.metrics import (
+from skinkd.evaluate.evaluation import metrics_table
+from skinkd.evaluate.metrics import (
     RATE_METRICS,
     agreement,
     bootstrap_intervals,
@@ -164,7 +164,7 @@ def test_bootstrap_redraws_one_class_resamples(caplog):
     # With one malignant image in five, a third of plain resamples hold no malignant image.
     labels = np.array([0, 0, 0, 0, 1])
     prob = np.array([0.1, 0.2, 0.3, 0.6, 0.8])
-    with caplog.at_level(logging.INFO, logger="skinkd.metrics"):
+    with caplog.at_level(logging.INFO, logger="skinkd.evaluate.metrics"):
         intervals = bootstrap_intervals(labels, prob, 0.5, n_boot=300, seed=0)
     assert "one-class resample" in caplog.text
     for name, (low, high) in intervals.items():

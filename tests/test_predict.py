@@ -19,12 +19,12 @@ import pytest
 
 from conftest import PROJECT
 from helpers import exported_student, rgb_array, write_rgb
+from skinkd.data.classes import malignant_probability
+from skinkd.data.images import read_image
+from skinkd.data.preprocess import Preprocessing, preprocess_image
+from skinkd.edge.export import TFLiteClassifier
+from skinkd.edge.predict import Predictor, image_paths, predict_paths, write_predictions
 from skinkd.errors import DataError
-from skinkd.export import TFLiteClassifier
-from skinkd.images import read_image
-from skinkd.inference import malignant_probability
-from skinkd.predict import Predictor, image_paths, predict_paths, write_predictions
-from skinkd.preprocess import Preprocessing, preprocess_image
 
 SIZE = 32
 PARAMS = Preprocessing(image_size=SIZE)
@@ -198,7 +198,7 @@ def test_edge_install_evaluates_a_labelled_set_with_the_overlap_check(edge_venv,
     labels.write_text("image,label\n" + "".join(f"{p},{i % 2}\n" for i, p in enumerate(rel)))
     run = tmp_path / "run" / "data"
     run.mkdir(parents=True)
-    from skinkd.hashing import inspect_image
+    from skinkd.data.hashing import inspect_image
 
     first = inspect_image(str(images.good[0]))
     (run / "manifest.csv").write_text(f"image_id,sha256,phash\nseen,{first['sha256']},{first['phash']}\n")

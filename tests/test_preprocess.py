@@ -7,7 +7,7 @@ import pytest
 import yaml
 from skimage.filters import threshold_otsu
 
-from skinkd.preprocess import (
+from skinkd.data.preprocess import (
     Bilateral,
     Closing,
     Highlight,

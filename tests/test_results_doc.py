@@ -7,14 +7,9 @@ import json
 import numpy as np
 import pandas as pd
 
-from skinkd.metrics import evaluate_model, write_evaluation
-from skinkd.results_doc import (
-    addition_reading,
-    cell_reading,
-    main,
-    render,
-    teacher_gap_reading,
-)
+from skinkd.evaluate.metrics import evaluate_model, write_evaluation
+from skinkd.runs.readings import addition_reading, cell_reading, teacher_gap_reading
+from skinkd.runs.results_doc import main, render
 
 
 def fake_run(results, name, auc_shift, ablation=None):
@@ -90,7 +85,7 @@ def test_addition_reading_credits_the_cell_that_adds_something():
 
 def test_teacher_gap_reading_says_which_side_the_teacher_is_on(tmp_path):
     fake_run(tmp_path, "run", 1.0)
-    from skinkd.results_doc import load_run
+    from skinkd.runs.results_doc import load_run
 
     run = load_run(tmp_path, "run")
     teacher = run["evals"]["teacher"]["metrics"]["roc_auc"]
@@ -183,7 +178,7 @@ def test_main_writes_the_document(tmp_path):
 
 
 def test_threshold_reading_flags_a_blind_default_threshold():
-    from skinkd.results_doc import threshold_reading
+    from skinkd.runs.readings import threshold_reading
 
     labels = np.array([0] * 80 + [1] * 20)
     blind = np.stack([np.zeros(100), np.where(labels == 1, -0.5, -3.0)], axis=1)
@@ -195,7 +190,7 @@ def test_threshold_reading_flags_a_blind_default_threshold():
 
 
 def test_external_set_is_tabulated_with_its_overlap_and_read(tmp_path):
-    from skinkd.external import evaluate_external
+    from skinkd.evaluate.external import evaluate_external
 
     fake_run(tmp_path, "run", 1.0)
     rng = np.random.default_rng(3)

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_workflow import TEST_PRESET, planned_jobs, snakemake
 
 from conftest import PROJECT
 from helpers import assert_every_result_loads, assert_same_metrics
-from test_workflow import TEST_PRESET, planned_jobs, snakemake
 
 pytestmark = pytest.mark.workflow
 

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import require_shared
 from skinkd.atomic import write_csv
-from skinkd.split import assign_splits, leakage_table, make_splits
+from skinkd.data.split import assign_splits, leakage_table, make_splits
 
 
 def grouped_manifest(n_groups: int = 1500, seed: int = 0) -> pd.DataFrame:
@@ -105,7 +105,7 @@ def test_leakage_table_counts_crossings_independently():
 
 
 def test_ham10000_lesion_split_is_stratified_and_leak_free():
-    from skinkd.datasets import load_ham10000
+    from skinkd.data.datasets import load_ham10000
 
     root = require_shared("ham10000")
     source = load_ham10000(root, "HAM10000_metadata.csv", "clinical")

@@ -13,7 +13,13 @@ from snakemake.utils import update_config, validate
 from conftest import PROJECT, require_shared
 from skinkd.config import check_config, check_schema
 from skinkd.errors import ConfigError
-from skinkd.suite import display_command, load_notes, load_runs, snakemake_command, wall_seconds
+from skinkd.runs.suite import (
+    display_command,
+    load_notes,
+    load_runs,
+    snakemake_command,
+    wall_seconds,
+)
 
 
 def write_runs(tmp_path, text):

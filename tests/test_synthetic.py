@@ -13,8 +13,9 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skinkd import synthetic
-from skinkd.synthetic import generate_synthetic, render_lesion
+from skinkd.data import synthetic
+from skinkd.data.lesions import render_lesion
+from skinkd.data.synthetic import generate_synthetic
 
 N_LEARN = 600
 # Small images keep the 600-image set fast; the class statistics hold at this size too.

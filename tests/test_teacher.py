@@ -7,21 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinkd.augment import Augmentation, view_transforms, warp_images
-from skinkd.cache import load_split, write_shard
+from skinkd.data.augment import Augmentation, view_transforms, warp_images
+from skinkd.data.cache import load_split, write_shard
+from skinkd.data.preprocess import rescale
 from skinkd.errors import ConfigError
-from skinkd.models import build_teacher, load_model
-from skinkd.preprocess import rescale
-from skinkd.soft_labels import read_soft_labels, read_teacher_views
-from skinkd.teacher import (
-    cache_features,
-    fine_tune_teacher,
-    load_features,
-    resolve_teacher,
-    soft_labels,
-    train_teacher_end_to_end,
-    train_teacher_head,
-)
+from skinkd.nn.models import load_model
+from skinkd.teacher.features import cache_features, load_features
+from skinkd.teacher.models import build_teacher
+from skinkd.teacher.presets import resolve_teacher
+from skinkd.teacher.soft_labels import read_soft_labels, read_teacher_views, soft_labels
+from skinkd.teacher.train import fine_tune_teacher, train_teacher_end_to_end, train_teacher_head
 
 AUGMENT = {"rotation": 10, "height_shift": 0.1, "width_shift": 0.1, "shear": 0.1,
            "horizontal_flip": True}  # fmt: skip

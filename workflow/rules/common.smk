@@ -14,12 +14,11 @@ os.environ.update(
 os.environ.update(TF_CPP_MIN_LOG_LEVEL="2")
 sys.path.insert(0, workflow.basedir)
 
-from skinkd.ablation import ablation_cells, preprocessing_variant
 from skinkd.config import check_config, check_schema, config_hash
-from skinkd.teacher import resolve_teacher
-from skinkd.preprocess import Preprocessing
-from skinkd.presets import WEIGHT_RESOURCES
-from skinkd.suite import load_runs
+from skinkd.data.preprocess import Preprocessing
+from skinkd.runs.ablation import ablation_cells, preprocessing_variant
+from skinkd.runs.suite import load_runs
+from skinkd.teacher.presets import WEIGHT_RESOURCES, resolve_teacher
 
 CONFIG_SCHEMA = "../schemas/config.schema.yaml"
 # Readable messages first (key path and what is allowed), then Snakemake fills the defaults.

@@ -2,9 +2,9 @@
 
 import json
 
-from skinkd.ablation import run_cell
 from skinkd.atomic import write_text
-from skinkd.manifest import read_manifest
+from skinkd.data.manifest import read_manifest
+from skinkd.runs.ablation import run_cell
 from skinkd.workflow import rule_checkpoint, run_rule
 
 

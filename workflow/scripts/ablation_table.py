@@ -3,10 +3,10 @@
 import json
 from pathlib import Path
 
-from skinkd.ablation import summarise
 from skinkd.atomic import write_csv
-from skinkd.figures import ablation_figure
-from skinkd.paper import with_paper_ablation
+from skinkd.evaluate.figures import ablation_figure
+from skinkd.runs.ablation import summarise
+from skinkd.runs.paper import with_paper_ablation
 from skinkd.workflow import run_rule
 
 

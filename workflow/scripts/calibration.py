@@ -6,11 +6,12 @@ import json
 import pandas as pd
 
 from skinkd.atomic import write_text
-from skinkd.cache import load_split
-from skinkd.calibration import calibrate
-from skinkd.figures import reliability_figure
-from skinkd.inference import malignant_probability, model_logits
-from skinkd.manifest import read_manifest
+from skinkd.data.cache import load_split
+from skinkd.data.classes import malignant_probability
+from skinkd.data.manifest import read_manifest
+from skinkd.edge.inference import model_logits
+from skinkd.evaluate.calibration import calibrate
+from skinkd.evaluate.figures import reliability_figure
 from skinkd.workflow import run_rule
 
 

@@ -3,13 +3,13 @@
 import pandas as pd
 
 from skinkd.atomic import write_csv
-from skinkd.cache import load_split
-from skinkd.classes import binary_logits
-from skinkd.evaluation import evaluate_logits
-from skinkd.inference import model_logits
-from skinkd.manifest import read_manifest
-from skinkd.metrics import write_evaluation
-from skinkd.soft_labels import read_soft_labels
+from skinkd.data.cache import load_split
+from skinkd.data.classes import binary_logits
+from skinkd.data.manifest import read_manifest
+from skinkd.edge.inference import model_logits
+from skinkd.evaluate.evaluation import evaluate_logits
+from skinkd.evaluate.metrics import write_evaluation
+from skinkd.teacher.soft_labels import read_soft_labels
 from skinkd.workflow import run_rule
 
 

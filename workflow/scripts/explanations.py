@@ -6,13 +6,12 @@ import logging
 import cv2
 import numpy as np
 
-from skinkd.cache import load_split
-from skinkd.classes import binary_logits
-from skinkd.explain import grad_cam, sample_by_class, student_forward, teacher_forward
-from skinkd.figures import gradcam_figure
-from skinkd.inference import keras_logits, malignant_probability
-from skinkd.manifest import read_manifest
-from skinkd.models import load_model
+from skinkd.data.cache import load_split
+from skinkd.data.classes import binary_logits, malignant_probability
+from skinkd.data.manifest import read_manifest
+from skinkd.evaluate.explain import grad_cam, sample_by_class, student_forward, teacher_forward
+from skinkd.evaluate.figures import gradcam_figure
+from skinkd.nn.models import keras_logits, load_model
 from skinkd.workflow import run_rule
 
 log = logging.getLogger("skinkd.explanations")

@@ -9,10 +9,10 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from skinkd.cache import load_split  # noqa: E402
-from skinkd.export import export_tflite  # noqa: E402
-from skinkd.manifest import read_manifest  # noqa: E402
-from skinkd.models import load_model  # noqa: E402
+from skinkd.data.cache import load_split  # noqa: E402
+from skinkd.data.manifest import read_manifest  # noqa: E402
+from skinkd.edge.export import export_tflite  # noqa: E402
+from skinkd.nn.models import load_model  # noqa: E402
 from skinkd.workflow import run_rule  # noqa: E402
 
 

@@ -3,8 +3,8 @@
 import logging
 
 from skinkd.atomic import write_csv
-from skinkd.labelled import read_labelled_set
-from skinkd.manifest import labelled_manifest
+from skinkd.data.labelled import read_labelled_set
+from skinkd.data.manifest import labelled_manifest
 from skinkd.workflow import run_rule
 
 

@@ -7,11 +7,11 @@ import json
 import pandas as pd
 
 from skinkd.atomic import write_csv, write_text
-from skinkd.calibration import reliability, threshold_for_sensitivity
-from skinkd.export import read_model_card
-from skinkd.external import evaluate_external, metrics_rows, overlap_counts
-from skinkd.figures import reliability_figure, roc_figure
-from skinkd.soft_labels import teacher_probabilities
+from skinkd.edge.export import read_model_card
+from skinkd.evaluate.calibration import reliability, threshold_for_sensitivity
+from skinkd.evaluate.external import evaluate_external, metrics_rows, overlap_counts
+from skinkd.evaluate.figures import reliability_figure, roc_figure
+from skinkd.teacher.soft_labels import teacher_probabilities
 from skinkd.workflow import run_rule
 
 

@@ -6,8 +6,8 @@ import logging
 import pandas as pd
 
 from skinkd.atomic import write_csv
-from skinkd.external import overlap_counts, overlap_rows, read_reference
-from skinkd.manifest import read_manifest
+from skinkd.data.manifest import read_manifest
+from skinkd.evaluate.external import overlap_counts, overlap_rows, read_reference
 from skinkd.workflow import run_rule
 
 

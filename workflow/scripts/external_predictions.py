@@ -7,14 +7,13 @@ from pathlib import Path
 import pandas as pd
 
 from skinkd.atomic import write_csv
-from skinkd.cache import preprocess_paths
-from skinkd.classes import binary_logits
+from skinkd.data.cache import preprocess_paths
+from skinkd.data.classes import binary_logits, malignant_probability
+from skinkd.data.manifest import read_manifest
+from skinkd.data.preprocess import Preprocessing
+from skinkd.edge.predict import Predictor, predict_paths
 from skinkd.errors import DataError
-from skinkd.inference import malignant_probability
-from skinkd.manifest import read_manifest
-from skinkd.predict import Predictor, predict_paths
-from skinkd.preprocess import Preprocessing
-from skinkd.teacher import teacher_logits
+from skinkd.teacher.soft_labels import teacher_logits
 from skinkd.workflow import run_rule
 
 

@@ -3,8 +3,8 @@
 import logging
 
 from skinkd.atomic import write_csv
-from skinkd.split import leakage_table
-from skinkd.manifest import read_manifest
+from skinkd.data.manifest import read_manifest
+from skinkd.data.split import leakage_table
 from skinkd.workflow import run_rule
 
 

@@ -3,8 +3,8 @@
 import logging
 
 from skinkd.atomic import write_csv
-from skinkd.datasets import load_source
-from skinkd.manifest import build_manifest
+from skinkd.data.datasets import load_source
+from skinkd.data.manifest import build_manifest
 from skinkd.workflow import run_rule
 
 

@@ -5,9 +5,9 @@ import json
 import pandas as pd
 
 from skinkd.atomic import write_csv
-from skinkd.figures import confusion_matrix_figure, roc_figure
-from skinkd.evaluation import metrics_table
-from skinkd.paper import paper_comparison
+from skinkd.evaluate.evaluation import metrics_table
+from skinkd.evaluate.figures import confusion_matrix_figure, roc_figure
+from skinkd.runs.paper import paper_comparison
 from skinkd.workflow import run_rule
 
 

@@ -1,7 +1,7 @@
 """Rule mobilenetv2_weights: the offline ImageNet MobileNetV2 weights, verified and converted
 to Keras once for every run (resources/weights/)."""
 
-from skinkd.backbones.weights import convert_mobilenetv2
+from skinkd.teacher.backbones.weights import convert_mobilenetv2
 from skinkd.workflow import run_rule
 
 

@@ -4,9 +4,9 @@ import json
 from pathlib import Path
 
 from skinkd.atomic import write_csv
-from skinkd.export import write_model_card
-from skinkd.manifest import read_manifest
-from skinkd.paper import model_sizes
+from skinkd.data.manifest import read_manifest
+from skinkd.edge.export import write_model_card
+from skinkd.runs.paper import model_sizes
 from skinkd.workflow import run_rule
 
 

@@ -1,8 +1,8 @@
 """Rule preprocess_figure: one benign and one malignant image after each stage."""
 
-from skinkd.figures import preprocess_stages_figure
-from skinkd.preprocess import Preprocessing
-from skinkd.manifest import read_manifest
+from skinkd.data.manifest import read_manifest
+from skinkd.data.preprocess import Preprocessing
+from skinkd.evaluate.figures import preprocess_stages_figure
 from skinkd.workflow import run_rule
 
 

@@ -1,9 +1,10 @@
 """Rule preprocess_shard: the six stages on one shard of the manifest, cached as uint8."""
 
 import cv2
-from skinkd.cache import build_shard
-from skinkd.preprocess import Preprocessing
-from skinkd.manifest import read_manifest
+
+from skinkd.data.cache import build_shard
+from skinkd.data.manifest import read_manifest
+from skinkd.data.preprocess import Preprocessing
 from skinkd.workflow import run_rule
 
 

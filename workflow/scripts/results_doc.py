@@ -1,6 +1,6 @@
 """Rule suite: docs/results.md from the outputs of every run in docs/runs.yaml."""
 
-from skinkd.results_doc import main
+from skinkd.runs.results_doc import main
 from skinkd.workflow import run_rule
 
 

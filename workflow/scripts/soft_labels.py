@@ -1,7 +1,7 @@
 """Rule soft_labels: teacher logits for every image, computed once for all student runs."""
 
-from skinkd.manifest import read_manifest
-from skinkd.teacher import soft_labels
+from skinkd.data.manifest import read_manifest
+from skinkd.teacher.soft_labels import soft_labels
 from skinkd.workflow import run_rule
 
 

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from skinkd.manifest import read_manifest
-from skinkd.train import distil_from_cache
+from skinkd.data.manifest import read_manifest
+from skinkd.student.train import distil_from_cache
 from skinkd.workflow import rule_checkpoint, run_rule
 
 

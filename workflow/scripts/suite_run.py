@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from skinkd.atomic import write_text
-from skinkd.suite import run_one
+from skinkd.runs.suite import run_one
 from skinkd.workflow import run_rule
 
 

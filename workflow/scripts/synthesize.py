@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from skinkd.synthetic import generate_synthetic
+from skinkd.data.synthetic import generate_synthetic
 from skinkd.workflow import run_rule
 
 

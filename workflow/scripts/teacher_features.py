@@ -1,7 +1,7 @@
 """Rule teacher_features: frozen backbones run once; features of every image cached."""
 
-from skinkd.manifest import read_manifest
-from skinkd.teacher import cache_features
+from skinkd.data.manifest import read_manifest
+from skinkd.teacher.features import cache_features
 from skinkd.workflow import run_rule
 
 

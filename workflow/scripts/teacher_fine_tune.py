@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from skinkd.manifest import read_manifest
-from skinkd.teacher import fine_tune_teacher
+from skinkd.data.manifest import read_manifest
+from skinkd.teacher.train import fine_tune_teacher
 from skinkd.workflow import rule_checkpoint, run_rule
 
 

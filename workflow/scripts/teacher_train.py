@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from skinkd.manifest import read_manifest
-from skinkd.teacher import train_teacher_end_to_end, train_teacher_head
+from skinkd.data.manifest import read_manifest
+from skinkd.teacher.train import train_teacher_end_to_end, train_teacher_head
 from skinkd.workflow import rule_checkpoint, run_rule
 
 

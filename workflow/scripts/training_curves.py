@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from skinkd.figures import training_curves_figure
+from skinkd.evaluate.figures import training_curves_figure
 from skinkd.workflow import run_rule
 
 

@@ -1,0 +1,193 @@
+"""The teacher's soft labels file: its logits for every image of every split, written once by
+the teacher stage and read by every student run and by the teacher's evaluation.
+
+Keys: ``image_ids``, ``split``, ``labels``, ``logits`` (n, C), ``malignant`` (C,) which of
+the C classes are malignant, and, when the teacher saw augmented views of the training
+images, ``view_image_ids`` (n_train,), ``view_transforms`` (K, n_train, 2, 3) and
+``view_logits`` (K, n_train, C): what consistent distillation trains on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from skinkd.atomic import atomic_path
+from skinkd.data.augment import Augmentation, view_transforms
+from skinkd.data.cache import load_splits
+from skinkd.data.classes import binary_logits
+from skinkd.errors import ConfigError, DataError
+from skinkd.teacher.features import SPLIT_NAMES, frozen_backbones, head_logits, load_features
+
+log = logging.getLogger(__name__)
+from skinkd.data.classes import malignant_probability
+
+
+class SoftLabels(NamedTuple):
+    logits: np.ndarray  # (n, C)
+    malignant: tuple[bool, ...]  # (C,)
+
+
+def write_soft_labels(
+    out: str | os.PathLike,
+    *,
+    image_ids: np.ndarray,
+    split: np.ndarray,
+    labels: np.ndarray,
+    logits: np.ndarray,
+    malignant: Sequence[bool],
+    views: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> None:
+    """Write the file atomically; ``views`` = (image ids, transforms, logits) of the views."""
+    arrays = dict(
+        image_ids=image_ids,
+        split=split,
+        labels=labels,
+        logits=logits,
+        malignant=np.asarray(malignant, dtype=bool),
+    )
+    if views is not None:
+        arrays.update(view_image_ids=views[0], view_transforms=views[1], view_logits=views[2])
+    with atomic_path(out) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def _positions(
+    path: str | os.PathLike, ids_in_file: np.ndarray, wanted: Sequence[str], what: str
+) -> np.ndarray:
+    position = pd.Series(np.arange(len(ids_in_file)), index=ids_in_file)
+    missing = [i for i in wanted if i not in position.index]
+    if missing:
+        raise DataError(
+            f"{path}: no teacher logits for {len(missing)} {what} image(s), e.g. {missing[:3]}"
+        )
+    return position.loc[list(wanted)].to_numpy()
+
+
+def read_soft_labels(
+    path: str | os.PathLike, split: str, image_ids: Sequence[str]
+) -> SoftLabels:
+    """Teacher logits for ``image_ids`` of one split, in that order, and the classes'
+    malignancy."""
+    with np.load(path, allow_pickle=False) as data:
+        rows = np.flatnonzero(data["split"] == split)
+        take = _positions(path, data["image_ids"][rows], image_ids, split)
+        logits = data["logits"][rows[take]]
+        malignant = tuple(bool(m) for m in data["malignant"])
+    return SoftLabels(logits, malignant)
+
+
+def read_teacher_views(
+    path: str | os.PathLike, image_ids: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(transforms (K, n, 2, 3), logits (K, n, C)) of the teacher's views of ``image_ids``
+    (training images), in that order."""
+    with np.load(path, allow_pickle=False) as data:
+        if "view_logits" not in data:
+            raise ConfigError(
+                f"student.distillation: consistent needs the teacher's logits on augmented "
+                f"views of the training images, and {path} has none: set "
+                "teacher.augmented_views to 1 or more"
+            )
+        take = _positions(path, data["view_image_ids"], image_ids, "training-view")
+        return data["view_transforms"][:, take], data["view_logits"][:, take]
+
+
+def teacher_probabilities(path: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, the teacher's P(malignant)) of every image of one split."""
+    with np.load(path, allow_pickle=False) as data:
+        rows = data["split"] == split
+        labels, logits = data["labels"][rows], data["logits"][rows]
+        malignant = data["malignant"]
+    if not len(labels):
+        raise DataError(f"{path}: no {split} images")
+    return labels, malignant_probability(binary_logits(logits, malignant))
+
+
+def soft_labels(
+    model_path: str | os.PathLike,
+    teacher: Mapping[str, Any],
+    out: str | os.PathLike,
+    *,
+    augment: Mapping[str, Any],
+    seed: int,
+    features_path: str | os.PathLike | None = None,
+    shard_paths: Sequence[str | os.PathLike] = (),
+    splits: pd.DataFrame | None = None,
+) -> None:
+    """Teacher logits for every image of every split, and for the K augmented views of each
+    training image (``teacher.augmented_views``), in one file (``skinkd.teacher.soft_labels``).
+
+    From the feature cache when the backbones are frozen (the saved model is the head; the
+    views are the cache's), from the images otherwise (the views drawn from the same
+    stream, ``view_transforms``). The student reads the train and val rows and the views;
+    the teacher's evaluation reads the test rows.
+    """
+    from skinkd.nn.models import keras_logits, load_model
+
+    model = load_model(model_path)
+    batch = teacher["batch_size"]
+    names = teacher["backbones"]
+
+    images_by_split = None if features_path else load_splits(shard_paths, splits, SPLIT_NAMES)
+    parts = []
+    for split in SPLIT_NAMES:
+        if images_by_split is None:
+            features, labels, ids = load_features(features_path, split, names)
+            logits = head_logits(model, features, names, batch)
+        else:
+            images, labels, ids = images_by_split[split]
+            logits = keras_logits(model, images, batch)
+        parts.append((ids, np.full(len(ids), split), labels, logits))
+        log.info("%s: %d teacher logits", split, len(ids))
+
+    train_ids = parts[0][0]
+    transforms, view_logits = [], []
+    augmentation = Augmentation.from_config(augment)
+    for view in range(1, teacher["augmented_views"] + 1):
+        if images_by_split is None:
+            with np.load(features_path, allow_pickle=False) as data:
+                features = {name: data[f"train_view{view}/{name}"] for name in names}
+                transforms.append(data[f"train_view{view}/transforms"])
+            view_logits.append(head_logits(model, features, names, batch))
+        else:
+            transforms.append(view_transforms(augmentation, len(train_ids), seed, view))
+            images = images_by_split["train"][0]
+            view_logits.append(keras_logits(model, images, batch, transforms=transforms[-1]))
+        log.info("train view %d: %d teacher logits", view, len(train_ids))
+    write_soft_labels(
+        out,
+        image_ids=np.concatenate([p[0] for p in parts]),
+        split=np.concatenate([p[1] for p in parts]),
+        labels=np.concatenate([p[2] for p in parts]),
+        logits=np.concatenate([p[3] for p in parts]),
+        malignant=teacher["malignant"],
+        views=(train_ids, np.stack(transforms), np.stack(view_logits)) if transforms else None,
+    )
+
+
+def teacher_logits(
+    model_path: str | os.PathLike,
+    teacher: Mapping[str, Any],
+    images: np.ndarray,
+    *,
+    frozen: bool,
+    seed: int,
+) -> np.ndarray:
+    """The teacher's logits for uint8 images preprocessed as its own cache. ``frozen``: the
+    saved model is the head, fed by the backbones as the feature cache built them (same
+    ``seed``); otherwise the saved model takes images."""
+    from skinkd.nn.models import keras_logits, load_model
+    from skinkd.teacher.models import extract_features
+
+    model = load_model(model_path)
+    batch = teacher["batch_size"]
+    if not frozen:
+        return keras_logits(model, images, batch)
+    features = extract_features(frozen_backbones(teacher, seed), images, batch)
+    return head_logits(model, features, teacher["backbones"], batch)
