@@ -11,15 +11,17 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
+from skinkd.data.classes import malignant_probability
 from skinkd.errors import DataError
-from skinkd.evaluate.evaluation import metrics_table
+from skinkd.evaluate.evaluation import headline_table, metrics_table
+from skinkd.evaluate.external import evaluate_external
 from skinkd.evaluate.metrics import (
     RATE_METRICS,
     agreement,
     bootstrap_intervals,
     classification_metrics,
     evaluate_model,
-    malignant_probability,
+    evaluate_probabilities,
     roc_auc,
     roc_curve,
     write_evaluation,
@@ -220,3 +222,30 @@ def test_evaluate_model_writes_valid_json_and_tabulates(tmp_path):
     assert row["mcc"] == teacher["metrics"]["mcc"]
     assert [row["mcc_low"], row["mcc_high"]] == teacher["intervals"]["mcc"]
     assert row["tn"] + row["fp"] + row["fn"] + row["tp"] == row["n"] == 300
+
+
+def test_headline_table_gives_each_models_auc_on_the_test_split_and_every_external_set():
+    rng = np.random.default_rng(0)
+    labels = np.arange(60) % 2
+    probs = {m: np.clip(labels * shift + rng.random(60) * 0.8, 0, 1)
+             for m, shift in (("student", 0.3), ("student_int8", 0.25), ("teacher", 0.5))}  # fmt: skip
+    evals = {m: evaluate_probabilities(m, labels, p, 0.5, n_boot=50, seed=0) for m, p in probs.items()}
+    # The external set: 40 images, of which the 20 unseen ones are all benign (no AUC).
+    ext_labels, seen = np.arange(40) % 2, np.arange(40) % 2 == 1
+    external = {"models": {
+        m: evaluate_external(m, ext_labels, p[:40], {"validation": 0.3, "0.5": 0.5}, seen=seen,
+                             n_boot=50, seed=0)
+        for m, p in probs.items()
+    }}  # fmt: skip
+
+    table = headline_table(evals, {"elsewhere": external})
+
+    assert list(table.columns) == ["data", "images", "student", "student_int8", "teacher"]
+    assert list(table["data"]) == ["test split", "elsewhere", "elsewhere, unseen images"]
+    assert list(table["images"]) == [60, 40, 20]
+    teacher_auc = sk.roc_auc_score(labels, probs["teacher"])
+    low, high = evals["teacher"]["intervals"]["roc_auc"]
+    assert table.loc[0, "teacher"] == f"{teacher_auc:.3f} [{low:.3f}, {high:.3f}]"
+    external_auc = sk.roc_auc_score(ext_labels, probs["student"][:40])
+    assert table.loc[1, "student"].startswith(f"{external_auc:.3f} [")
+    assert list(table.loc[2, ["student", "student_int8", "teacher"]]) == ["n/a"] * 3

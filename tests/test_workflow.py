@@ -98,6 +98,7 @@ STUDENT_JOBS = Counter(
     calibration=1,
     explanations=1,
     metrics_table=1,
+    headline=1,
     model_card=1,
     training_curves=1,
 )
@@ -336,7 +337,7 @@ def make_external_set(run: Path, root: Path) -> dict[str, list[str]]:
 
 
 EXTERNAL_JOBS = Counter(
-    external_images=1, external_overlap=1, external_predictions=3, external_metrics=1
+    external_images=1, external_overlap=1, external_predictions=3, external_metrics=1, headline=1
 )
 
 
@@ -494,14 +495,23 @@ def test_tiny_run_evaluates_every_model_and_writes_the_model_card(tiny_run):
 REPORT_CATEGORIES = (
     "Data", "Preprocessing", "Teacher", "Student", "Quantisation", "Evaluation", "Explanations"
 )  # fmt: skip
+EVALUATION_SUBCATEGORIES = ("Headline", "Test split")
 
 
-def report_contents(page, category: str) -> tuple[dict[str, int], dict[str, str]]:
-    """Open a report category; show each figure in turn (width in pixels as the browser
-    decoded it) and collect each table's embedded CSV."""
-    figures, tables = {}, {}
+def open_category(page, category: str, subcategory: str | None) -> None:
     page.get_by_text(category, exact=True).first.click()
+    if subcategory is not None:
+        page.get_by_text(subcategory, exact=True).first.click()
     page.wait_for_selector("tbody tr")
+
+
+def report_contents(
+    page, category: str, subcategory: str | None = None
+) -> tuple[dict[str, int], dict[str, str]]:
+    """Open a report category (and subcategory); show each figure in turn (width in pixels
+    as the browser decoded it) and collect each table's embedded CSV."""
+    figures, tables = {}, {}
+    open_category(page, category, subcategory)
     for i in range(page.locator("tbody tr").count()):
         row = page.locator("tbody tr").nth(i)
         eye = row.locator("a[iconname=eye]")
@@ -513,10 +523,13 @@ def report_contents(page, category: str) -> tuple[dict[str, int], dict[str, str]
         image = page.wait_for_selector("img[src^='data:image/png']")
         name = re.search(r"filename=([^;]+)", image.get_attribute("src")).group(1)
         figures[name] = page.evaluate("(img) => img.naturalWidth", image)
-        page.get_by_text(category, exact=True).first.click()
-        page.wait_for_selector("tbody tr")
+        open_category(page, category, subcategory)
     page.get_by_text("Results", exact=True).first.click()
     return figures, tables
+
+
+def csv_of(href: str) -> str:
+    return base64.b64decode(href.split("base64,")[1]).decode()
 
 
 def test_report_opens_in_chromium_with_figures_and_metrics(tiny_run, tmp_path):
@@ -534,21 +547,36 @@ def test_report_opens_in_chromium_with_figures_and_metrics(tiny_run, tmp_path):
         page = browser.new_page()
         page.goto(report.as_uri())
         page.wait_for_selector("text=Results")
+        front = page.inner_text("body")
+        page.get_by_text("Evaluation", exact=True).first.click()
+        evaluation_menu = page.inner_text("body")
+        page.get_by_text("Results", exact=True).first.click()
         for category in REPORT_CATEGORIES:
-            category_figures, category_tables = report_contents(page, category)
-            figures.update(category_figures)
-            tables.update(category_tables)
+            for subcategory in EVALUATION_SUBCATEGORIES if category == "Evaluation" else [None]:
+                category_figures, category_tables = report_contents(page, category, subcategory)
+                figures.update(category_figures)
+                tables.update(category_tables)
         browser.close()
+    for line in ("Run: test", "Data set: synthetic, 80 generated images", "Split: grouped by lesion",
+                 "Mapping: the generated labels", "Teacher: preset tiny, binary classes, 48 px",
+                 "Student: binary classes, 48 px, 2 epochs"):  # fmt: skip
+        assert line in front
+    # The headline comes first under Evaluation.
+    assert evaluation_menu.index("Headline") < evaluation_menu.index("Test split")
     expected = {"preprocess_stages.png", "teacher_training.png", "student_training.png",
                 "confusion_matrices.png", "roc.png", "reliability.png", "gradcam.png"}  # fmt: skip
     assert set(figures) == expected
     assert all(width > 100 for width in figures.values()), figures
-    assert set(tables) == {"leakage.csv", "model_sizes.csv", "metrics.csv", "paper_comparison.csv"}
-    metrics = base64.b64decode(tables["metrics.csv"].split("base64,")[1]).decode()
+    assert set(tables) == {"leakage.csv", "model_sizes.csv", "metrics.csv", "paper_comparison.csv",
+                           "headline.csv"}  # fmt: skip
+    metrics = csv_of(tables["metrics.csv"])
     assert metrics.startswith("model,n,threshold,accuracy")
     assert [line.split(",")[0] for line in metrics.splitlines()[1:]] == [
         "teacher", "student", "student_fp16", "student_int8"
     ]  # fmt: skip
+    headline = csv_of(tables["headline.csv"]).splitlines()
+    assert headline[0] == "data,images,student,student_int8,teacher"
+    assert headline[1].startswith("test split,16,")
 
 
 def test_ablation_grid_reuses_the_cache_and_soft_labels(tiny_run):

@@ -59,3 +59,40 @@ def metrics_table(evals: list[dict]) -> pd.DataFrame:
         row.update({count: metrics[count] for count in CONFUSION_COUNTS})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+HEADLINE_MODELS = ("student", "student_int8", "teacher")
+SUBSET_NAMES = {"all": "", "without_overlap": ", unseen images"}
+
+
+def _auc_cell(metrics: Mapping[str, Any], intervals: Mapping[str, Any]) -> str:
+    low, high = intervals["roc_auc"]
+    return f"{metrics['roc_auc']:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def headline_table(
+    evals: Mapping[str, Mapping[str, Any]], externals: Mapping[str, Mapping[str, Any]]
+) -> pd.DataFrame:
+    """ROC AUC with its 95% interval of the student, its int8 export and the teacher: one
+    row for the test split (``evals``: model -> evaluation), and for each external set
+    (``externals``: set -> its metrics.json) one for the whole set and one for the images
+    the run never trained or was selected on. A subset of one class reads n/a."""
+    rows = [
+        {"data": "test split", "images": evals["student"]["metrics"]["n"]}
+        | {m: _auc_cell(evals[m]["metrics"], evals[m]["intervals"]) for m in HEADLINE_MODELS}
+    ]
+    for name, external in externals.items():
+        models = external["models"]
+        for subset, suffix in SUBSET_NAMES.items():
+            if subset not in models["student"]:
+                continue
+            row = {"data": f"{name}{suffix}", "images": models["student"][subset]["n"]}
+            for model in HEADLINE_MODELS:
+                entry = models[model][subset]
+                if "thresholds" not in entry:
+                    row[model] = "n/a"
+                    continue
+                scored = entry["thresholds"]["validation"]
+                row[model] = _auc_cell(scored["metrics"], scored["intervals"])
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["data", "images", *HEADLINE_MODELS])

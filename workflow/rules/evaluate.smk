@@ -34,24 +34,28 @@ rule metrics_table:
             f"{RESULTS}/eval/metrics.csv",
             caption="../report/metrics.rst",
             category="Evaluation",
+            subcategory="Test split",
             labels={"table": "metrics"},
         ),
         paper=report(
             f"{RESULTS}/eval/paper_comparison.csv",
             caption="../report/paper_comparison.rst",
             category="Evaluation",
+            subcategory="Test split",
             labels={"table": "ours vs paper"},
         ),
         confusion=report(
             f"{RESULTS}/figures/confusion_matrices.png",
             caption="../report/confusion.rst",
             category="Evaluation",
+            subcategory="Test split",
             labels={"figure": "confusion matrices"},
         ),
         roc=report(
             f"{RESULTS}/figures/roc.png",
             caption="../report/roc.rst",
             category="Evaluation",
+            subcategory="Test split",
             labels={"figure": "ROC"},
         ),
     log:
@@ -67,6 +71,34 @@ rule metrics_table:
         dataset=config["dataset"]["kind"],
     script:
         "../scripts/metrics_table.py"
+
+
+rule headline:
+    input:
+        evals=expand(f"{RESULTS}/eval/{{model}}.json", model=HEADLINE_MODELS),
+        externals=expand(f"{RESULTS}/external/{{set}}/metrics.json", set=list(EXTERNAL)),
+    output:
+        headline=report(
+            f"{RESULTS}/eval/headline.csv",
+            caption="../report/headline.rst",
+            category="Evaluation",
+            subcategory="Headline",
+            labels={"table": "ROC AUC, test split and external sets"},
+        ),
+    log:
+        f"{RESULTS}/logs/headline.log",
+    conda:
+        ENV_PREPROCESS
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+        cpus_per_task=lambda wildcards, threads: threads,
+    params:
+        models=HEADLINE_MODELS,
+        sets=list(EXTERNAL),
+    script:
+        "../scripts/headline.py"
 
 
 rule training_curves:
@@ -111,6 +143,7 @@ rule calibration:
             f"{RESULTS}/figures/reliability.png",
             caption="../report/reliability.rst",
             category="Evaluation",
+            subcategory="Test split",
             labels={"figure": "reliability"},
         ),
     log:
