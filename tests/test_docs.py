@@ -198,3 +198,17 @@ def test_a_schema_change_changes_the_configuration_page():
     changed["properties"]["split"]["properties"]["seed"]["default"] = 7
     assert render(changed) != render(SCHEMA)
     assert "| `split.seed` | integer | `7` |" in render(changed)
+
+
+RULES = set(re.findall(r"^rule (\w+):", "\n".join(
+    p.read_text() for p in [PROJECT / "Snakefile", *(PROJECT / "workflow/rules").glob("*.smk")]
+), flags=re.M))  # fmt: skip
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_every_rule_a_page_names_exists(page):
+    text = " ".join(page.read_text().split())
+    named = set()
+    for group in re.findall(r"\brules? ((?:`\w+`(?:,? and |, | or )?)+)", text):
+        named.update(re.findall(r"`(\w+)`", group))
+    assert named - RULES == set()
