@@ -212,3 +212,29 @@ def test_every_rule_a_page_names_exists(page):
     for group in re.findall(r"\brules? ((?:`\w+`(?:,? and |, | or )?)+)", text):
         named.update(re.findall(r"`(\w+)`", group))
     assert named - RULES == set()
+
+
+def resolves(dotted: str) -> bool:
+    """``skinkd.a.b.name``: the longest importable module prefix, then attributes."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+            break
+        except ImportError:
+            continue
+    for name in parts[cut:]:
+        if not hasattr(obj, name):
+            return False
+        obj = getattr(obj, name)
+    return True
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_every_module_and_name_a_page_names_exists(page):
+    text = page.read_text()
+    paths = set(re.findall(r"`(skinkd/[\w./]+)`", text))
+    names = set(re.findall(r"`(skinkd\.[\w.]+)`", text))
+    assert [p for p in paths if not (PROJECT / p).exists()] == []
+    assert [n for n in names if not resolves(n)] == []
+    assert resolves("skinkd.nn.fit.Adafactor") and not resolves("skinkd.nn.fit.Adafactors")
