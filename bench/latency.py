@@ -45,8 +45,8 @@ def timed(run, image: np.ndarray, runs: int, warmup: int) -> dict[str, float]:
 
 
 def test_image(size: int) -> np.ndarray:
-    from skinkd.data.preprocess import Preprocessing, preprocess_image
     from skinkd.data.lesions import render_lesion
+    from skinkd.data.preprocess import Preprocessing, preprocess_image
 
     rng = np.random.default_rng(0)
     return preprocess_image(render_lesion(rng, True, 600, 450), Preprocessing(image_size=size))[None]
@@ -81,8 +81,8 @@ def main() -> None:
 
     import keras
 
-    from skinkd.data.preprocess import Preprocessing, preprocess_image
     from skinkd.data.lesions import render_lesion
+    from skinkd.data.preprocess import Preprocessing, preprocess_image
     from skinkd.edge.export import TFLiteClassifier, export_tflite
     from skinkd.student.network import build_student
 

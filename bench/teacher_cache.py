@@ -51,8 +51,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 from skinkd.data.augment import Augmentation, view_transforms  # noqa: E402
-from skinkd.data.preprocess import Preprocessing, preprocess_image  # noqa: E402
 from skinkd.data.lesions import render_lesion  # noqa: E402
+from skinkd.data.preprocess import Preprocessing, preprocess_image  # noqa: E402
 from skinkd.nn.batches import FeatureBatches, ImageBatches  # noqa: E402
 from skinkd.nn.fit import fit_classifier, make_optimizer  # noqa: E402
 from skinkd.teacher.backbones.registry import BACKBONES, build_backbone  # noqa: E402

@@ -34,8 +34,8 @@ AUGMENT = {"rotation": 20, "height_shift": 0.1, "width_shift": 0.1, "shear": 0.1
 
 
 def lesions(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from skinkd.data.preprocess import Preprocessing, preprocess_image
     from skinkd.data.lesions import render_lesion
+    from skinkd.data.preprocess import Preprocessing, preprocess_image
 
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % 2

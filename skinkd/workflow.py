@@ -1,9 +1,11 @@
-"""Glue for rule scripts: logging to the rule's log and errors without tracebacks."""
+"""Glue for rule scripts: logging to the rule's log, thread pools sized to the rule's
+threads, and errors without tracebacks."""
 
 from __future__ import annotations
 
 import errno
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +15,27 @@ from skinkd.errors import SkinkdError
 
 # No space left, the file-size limit (RLIMIT_FSIZE), the disk quota.
 _DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+# Read by OpenMP and by TensorFlow when it starts its runtime (at the first op).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+
+
+def limit_threads(threads: int) -> None:
+    """Size the job's thread pools to ``threads``: OpenMP's, TensorFlow's intra-op and
+    inter-op pools, and PyTorch's where it is loaded. Unset, TensorFlow sizes its pools to
+    every core of the machine, so one-thread jobs side by side oversubscribe the cores."""
+    count = max(1, int(threads))
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(count)
+    tensorflow = sys.modules.get("tensorflow")
+    if tensorflow is not None:
+        try:
+            tensorflow.config.threading.set_intra_op_parallelism_threads(count)
+            tensorflow.config.threading.set_inter_op_parallelism_threads(count)
+        except RuntimeError as exc:
+            logging.getLogger("skinkd").warning("TensorFlow thread pools not resized: %s", exc)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(count)
 
 
 def run_rule(snakemake: Any, main: Callable[[], None]) -> None:
@@ -28,6 +51,7 @@ def run_rule(snakemake: Any, main: Callable[[], None]) -> None:
         handlers=handlers,
         force=True,
     )
+    limit_threads(snakemake.threads)
     try:
         main()
     except SkinkdError as exc:

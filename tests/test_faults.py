@@ -117,11 +117,14 @@ def test_a_full_disk_is_a_clear_error_and_leaves_no_partial_output(tmp_path):
 
 
 def test_a_second_snakemake_on_the_same_directory_is_refused_by_the_lock(tmp_path):
-    first = _start(tmp_path, *TARGETS)
+    # The teacher keeps the first run busy (and locked) for tens of seconds, well past the
+    # second Snakemake's start-up; the data jobs alone can finish before it.
+    targets = [*TARGETS, "results/test/teacher/soft_labels.npz"]
+    first = _start(tmp_path, *targets)
     _wait_for(lambda: any((tmp_path / ".snakemake/locks").glob("*")), first, "the first run locked")
     # --rerun-incomplete gets past the check for the first run's incomplete files: the lock
     # is what refuses it.
-    second = snakemake(tmp_path, *TARGETS, "--cores", "1", "--rerun-incomplete", "--configfile",
+    second = snakemake(tmp_path, *targets, "--cores", "1", "--rerun-incomplete", "--configfile",
                        TEST_PRESET, check=False)  # fmt: skip
     assert second.returncode != 0
     assert "cannot be locked" in second.stdout + second.stderr
