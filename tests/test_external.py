@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import require_shared
 from helpers import exported_student, rgb_array, write_rgb
 from skinkd.data.hashing import inspect_image
 from skinkd.data.images import read_image
@@ -683,3 +684,14 @@ def test_the_same_image_under_another_spelling_is_a_duplicate(tmp_path):
     labels = write_lines(tmp_path / "labels.csv", ["image,label", "a.jpg,benign", "./a.jpg,benign", "b.jpg,1"])
     found = read_labelled_set("csv", labels, on_bad_image="skip")
     assert [i.image_id for i in found.images] == ["a.jpg", "b.jpg"]
+
+
+def test_the_isic_2018_test_set_reads_with_its_diagnoses_mapped():
+    """The shared ISIC 2018 Task 3 test set, as config/ham10000.yaml names it: 1,512 images,
+    307 malignant under the clinical mapping and 559 under the paper's (its README)."""
+    root = require_shared("isic2018-test")
+    labels = root / "ISIC2018_Task3_Test_GroundTruth.csv"
+    for mapping, malignant in (("clinical", 307), ("paper", 559)):
+        found = read_labelled_set("isic", labels, mapping=mapping)
+        assert len(found.images) == 1512 and found.rejected == []
+        assert sum(image.label for image in found.images) == malignant

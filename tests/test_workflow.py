@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from conftest import PROJECT, require_shared
-from helpers import assert_every_result_loads
+from helpers import HAM_COLUMNS, assert_every_result_loads, write_ham_metadata
 from skinkd.data.cache import load_shards
 from skinkd.data.images import read_image
 from skinkd.data.manifest import read_manifest
@@ -68,7 +68,14 @@ def shared_data_config(workdir: Path, *presets: str) -> list[str]:
         config = yaml.safe_load(Path(preset).read_text()) or {}
         dataset_root = config.get("dataset", {}).get("root", dataset_root)
         external = config.get("external", external)
-    override = {"external": [{**entry, "root": str(require_shared(Path(entry["root"]).name))} for entry in external]}
+
+    def shared(path: str) -> str:
+        # ../shared/data/<set>/<file>: the set's folder is the first part below data/.
+        relative = Path(path).relative_to("../shared/data")
+        return str(require_shared(relative.parts[0]).joinpath(*relative.parts[1:]))
+
+    override = {"external": [{**entry, **{key: shared(entry[key]) for key in ("root", "labels")
+                                          if key in entry}} for entry in external]}  # fmt: skip
     if dataset_root:
         override["dataset"] = {"root": str(require_shared(Path(dataset_root).name))}
     path = workdir / "shared_data.yaml"
@@ -158,6 +165,8 @@ def test_ham10000_preset_plans_without_synthesis(tmp_path):
     jobs = planned_jobs(tmp_path, *shared_data_config(tmp_path, str(PROJECT / "config/ham10000.yaml")))
     assert "synthesize" not in jobs
     assert jobs["manifest"] == 1 and jobs["preprocess_shard"] == 8
+    # Every HAM10000 run reports on the Kaggle sample and the ISIC 2018 test set.
+    assert jobs["external_metrics"] == 2 and jobs["external_predictions"] == 6
 
 
 def test_kaggle_preset_plans_without_synthesis(tmp_path):
@@ -388,6 +397,55 @@ def test_external_set_is_checked_for_overlap_and_scored_without_rerunning_the_ru
     text = report.read_text()
     assert '"External validation": {"elsewhere": [' in text
     assert "results/test/external/elsewhere/overlap.csv" in text
+
+
+def make_ham_dataset(root: Path, n: int = 80) -> None:
+    """A HAM10000-like set of synthetic lesions: malignant ones labelled mel, bcc or akiec,
+    benign ones nv, bkl, df or vasc (the clinical mapping), one image per lesion."""
+    from skinkd.data.lesions import render_lesion
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for k in range(n):
+        malignant = k % 5 < 2
+        dx = ("mel", "bcc", "akiec")[k % 3] if malignant else ("nv", "nv", "bkl", "df", "vasc")[k % 5]
+        image_id = f"ISIC_{k:07d}"
+        path = root / "images" / f"{image_id}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rgb = render_lesion(rng, malignant, 96, 72)
+        cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        rows.append({"lesion_id": f"HAM_{k:07d}", "image_id": image_id, "dx": dx,
+                     "dx_type": "histo", "age": "50", "sex": "male", "localization": "back"})  # fmt: skip
+    write_ham_metadata(root / "HAM10000_metadata.csv", rows, columns=HAM_COLUMNS)
+
+
+def test_a_seven_class_student_keeps_its_ranking_in_int8(tmp_path):
+    """The tiny preset on HAM10000-like data with seven-class teacher and student: the int8
+    file holds the seven logits, the card names the malignant ones, and int8 agrees with
+    the Keras student."""
+    from skinkd.edge.export import read_model_card
+    from skinkd.edge.predict import Predictor
+
+    make_ham_dataset(tmp_path / "ham")
+    args = config_files(
+        tmp_path, TEST_PRESET, dataset={"kind": "ham10000", "root": str(tmp_path / "ham"),
+                                        "mapping": "clinical"},
+        teacher={"classes": "dx"}, student={"classes": "dx", "epochs": 4},
+    )  # fmt: skip
+    snakemake(tmp_path, "results/test/export/model_card.json", "--cores", "2", *args)
+    results = tmp_path / "results/test"
+    card = read_model_card(results / "export/model_card.json")
+    assert card["output_classes"] == ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+    assert card["malignant_outputs"] == [True, True, False, False, True, False, False]
+    student = json.loads((results / "eval/student.json").read_text())
+    int8 = json.loads((results / "eval/student_int8.json").read_text())
+    assert abs(int8["metrics"]["roc_auc"] - student["metrics"]["roc_auc"]) <= 0.05
+    assert int8["agreement_with_student"]["max_abs_difference"] <= 0.1
+    predictor = Predictor(results / "export/student_int8.tflite")
+    assert predictor.classifier.outputs == 7
+    keras_predictions = pd.read_csv(results / "eval/student_predictions.csv")
+    int8_predictions = pd.read_csv(results / "eval/student_int8_predictions.csv")
+    assert np.corrcoef(keras_predictions["prob_malignant"], int8_predictions["prob_malignant"])[0, 1] > 0.95
 
 
 def make_folder_dataset(root: Path, n: int = 12) -> None:
