@@ -17,7 +17,7 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 from skinkd.edge.export import TFLiteClassifier, export_tflite, read_model_card, write_model_card
-from skinkd.errors import SkinkdError
+from skinkd.errors import DataError, SkinkdError
 from skinkd.nn.models import with_binary_output
 from skinkd.student.network import build_student
 
@@ -102,9 +102,18 @@ def test_student_learns_the_structured_sample(exported: SimpleNamespace) -> None
     assert set(predicted) == {0, 1}
 
 
-def test_seven_class_student_exports_its_malignant_probability(tmp_path: Path) -> None:
-    """The collapse layer of a seven-output student survives TFLite: fp16 and int8 give the
-    Keras model's P(malignant)."""
+def tflite_ops(path: Path) -> set[str]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    return {op["op_name"] for op in Interpreter(model_path=str(path))._get_ops_details()}
+
+
+def test_seven_class_student_exports_its_class_logits_and_collapses_them_in_float(
+    tmp_path: Path,
+) -> None:
+    """A seven-output student's files hold its seven logits, without the log-sum-exp
+    collapse (its LOG, SUM and GATHER ops; quantised in int8, it loses the ranking); with the card's malignant outputs,
+    TFLiteClassifier gives the Keras model's P(malignant)."""
     require_tensorflow_backend()
     keras.utils.set_random_seed(1)
     malignant = [True, True, False, False, True, False, False]
@@ -114,9 +123,16 @@ def test_seven_class_student_exports_its_malignant_probability(tmp_path: Path) -
     export_tflite(student, fp16, int8, representative=images[:32])
     expected = softmax_malignant(keras_logits(student, images))
     for path, tolerance in ((fp16, 1e-3), (int8, 0.1)):
-        logits = TFLiteClassifier(path).predict_logits(images)
+        with pytest.raises(DataError, match="7 outputs"):
+            TFLiteClassifier(path).predict_logits(images)
+        with pytest.raises(DataError, match="malignant_outputs names 2"):
+            TFLiteClassifier(path, malignant=[False, True])
+        classifier = TFLiteClassifier(path, malignant=malignant)
+        assert classifier.predict_class_logits(images).shape == (64, 7)
+        logits = classifier.predict_logits(images)
         assert logits.shape == (64, 2)
         assert np.abs(softmax_malignant(logits) - expected).max() <= tolerance, path.name
+        assert not tflite_ops(path) & {"LOG", "SUM", "GATHER"}, path.name  # the log-sum-exp
 
 
 def test_tflite_files_are_smaller_than_the_keras_file(exported: SimpleNamespace) -> None:
@@ -279,7 +295,7 @@ def test_classifier_needs_neither_tensorflow_nor_keras(
 def test_export_refuses_another_keras_backend(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import numpy as np
-        from skinkd.errors import SkinkdError
+        from skinkd.errors import DataError, SkinkdError
         from skinkd.edge.export import export_tflite
         from skinkd.student.network import build_student
         try:

@@ -13,6 +13,9 @@
   knowing the output scale. ``TFLiteClassifier`` still reads every tensor's scale and zero
   point, so files converted with other choices run correctly too.
 
+A seven-class student's files output its seven class logits; ``TFLiteClassifier`` turns
+them into benign/malignant logits with the card's ``malignant_outputs``.
+
 ``TFLiteClassifier`` and the model card need only numpy and ``ai_edge_litert`` (edge
 devices): TensorFlow and Keras are imported inside ``export_tflite`` alone.
 """
@@ -23,7 +26,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +35,9 @@ from ai_edge_litert.interpreter import Interpreter
 
 from skinkd import __version__
 from skinkd.atomic import atomic_path, write_text
+from skinkd.data.classes import binary_logits
 from skinkd.data.hashing import file_sha256
+from skinkd.data.labelled import LABEL_NAMES
 from skinkd.data.preprocess import rescale
 from skinkd.errors import ConfigError, DataError, SkinkdError
 
@@ -74,6 +79,12 @@ def export_tflite(
     """Write the float16 and the full-integer int8 TFLite files of ``model`` atomically
     (and an unoptimised float32 one to ``out_fp32``, for benchmarks).
 
+    A seven-class student is saved with its logits collapsed to benign/malignant
+    (``MalignantLogits``, a log-sum-exp); the files hold the network below that layer, its
+    class logits, and ``TFLiteClassifier`` collapses them in float: inside an int8 graph the
+    exponentials and logarithms of the collapse would be quantised too, and they lose most
+    of the int8 model's ROC AUC (``bench/int8.py`` measures both).
+
     ``representative``: uint8 training images (n, S, S, 3), rescaled to [0, 1] here as in
     training, on which the int8 activation ranges are calibrated.
     """
@@ -93,6 +104,7 @@ def export_tflite(
             f"cannot export: the weights {', '.join(non_finite)} hold NaN or infinite values "
             "(the training diverged)"
         )
+    model = class_logits_network(model)
     image_size = int(model.input_shape[1])
     _check_images(representative, image_size, "the representative images")
     if len(representative) == 0:
@@ -148,15 +160,36 @@ def export_tflite(
     )
 
 
+def class_logits_network(model: keras.Model) -> keras.Model:
+    """``model`` without its final ``MalignantLogits`` layer (its class logits), or
+    ``model`` itself when it has none (a two-class model)."""
+    import keras
+
+    from skinkd.nn.models import MalignantLogits
+
+    if not isinstance(model.layers[-1], MalignantLogits):
+        return model
+    return keras.Model(model.input, model.layers[-1].input, name=model.name)
+
+
 def _write_bytes(data: bytes, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
 
 
 class TFLiteClassifier:
-    """Runs an exported TFLite classifier on uint8 images with ``ai_edge_litert`` only."""
+    """Runs an exported TFLite classifier on uint8 images with ``ai_edge_litert`` only.
 
-    def __init__(self, path: str | os.PathLike, num_threads: int = 1) -> None:
+    A model of more than two outputs (the seven diagnoses) needs ``malignant``, which of its
+    outputs are malignant (the model card's ``malignant_outputs``), to give benign/malignant
+    logits."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        num_threads: int = 1,
+        malignant: Sequence[bool] | None = None,
+    ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise DataError(f"{self.path}: TFLite model not found")
@@ -165,6 +198,13 @@ class TFLiteClassifier:
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         self._batch = int(self._input["shape"][0])
+        self.outputs = int(self._output["shape"][-1])
+        self.malignant = None if malignant is None else tuple(bool(m) for m in malignant)
+        if self.malignant is not None and len(self.malignant) != self.outputs:
+            raise DataError(
+                f"{self.path}: the model has {self.outputs} outputs but malignant_outputs "
+                f"names {len(self.malignant)}"
+            )
 
     @property
     def input_size(self) -> int:
@@ -178,9 +218,21 @@ class TFLiteClassifier:
         return float(scale), int(zero_point)
 
     def predict_logits(self, images_uint8: np.ndarray, batch_size: int = 32) -> np.ndarray:
-        """Logits (n, 2) float32 of uint8 images (n, S, S, 3), ``batch_size`` at a time."""
+        """Benign/malignant logits (n, 2) float32 of uint8 images (n, S, S, 3)."""
+        if self.outputs != 2 and self.malignant is None:
+            raise DataError(
+                f"{self.path}: the model has {self.outputs} outputs; reading P(malignant) needs "
+                "which of them are malignant (the model card's malignant_outputs)"
+            )
+        logits = self.predict_class_logits(images_uint8, batch_size)
+        if self.outputs == 2:
+            return logits
+        return binary_logits(logits, self.malignant).astype(np.float32)
+
+    def predict_class_logits(self, images_uint8: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """The model's own logits (n, outputs) float32, ``batch_size`` images at a time."""
         _check_images(images_uint8, self.input_size, "TFLiteClassifier input")
-        logits = np.empty((len(images_uint8), int(self._output["shape"][-1])), np.float32)
+        logits = np.empty((len(images_uint8), self.outputs), np.float32)
         for start in range(0, len(images_uint8), batch_size):
             chunk = images_uint8[start : start + batch_size]
             self._resize(len(chunk))
@@ -238,6 +290,8 @@ def write_model_card(
     test_metrics: Mapping[str, Any],
     training_data: Mapping[str, Any],
     config_hash: str,
+    output_classes: Sequence[str] = LABEL_NAMES,
+    malignant_outputs: Sequence[bool] = (False, True),
 ) -> dict[str, Any]:
     """Write the model card (JSON) beside the exported models; returns it as read back.
 
@@ -253,6 +307,11 @@ def write_model_card(
         )
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"{card_path}: threshold {threshold} is not in [0, 1]")
+    if len(output_classes) != len(malignant_outputs):
+        raise ConfigError(
+            f"{card_path}: {len(output_classes)} output classes but {len(malignant_outputs)} "
+            "malignant_outputs"
+        )
     recorded = {}
     for name, file in files.items():
         file = Path(file)
@@ -268,6 +327,9 @@ def write_model_card(
         "image_size": image_size,
         "preprocessing": dict(preprocessing),
         "class_names": list(class_names),
+        # What the TFLite files output; P(malignant) sums the malignant outputs' softmax.
+        "output_classes": list(output_classes),
+        "malignant_outputs": [bool(m) for m in malignant_outputs],
         "threshold": threshold,
         "threshold_choice": dict(threshold_choice),
         "files": recorded,
@@ -294,6 +356,9 @@ def read_model_card(path: str | os.PathLike) -> dict[str, Any]:
     missing = [key for key in MODEL_CARD_KEYS if key not in card]
     if missing:
         raise DataError(f"{card_path}: model card lacks the key(s) {', '.join(missing)}")
+    # Cards written before seven-output exports describe two-output files.
+    card.setdefault("output_classes", list(LABEL_NAMES))
+    card.setdefault("malignant_outputs", [name == LABEL_NAMES[1] for name in card["output_classes"]])
     if not isinstance(card["files"], dict):
         raise DataError(f"{card_path}: model card 'files' must be an object")
     for name, entry in card["files"].items():

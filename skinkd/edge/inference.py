@@ -5,6 +5,7 @@ model of that kind is loaded, so ``skinkd predict`` runs on the edge install."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,20 +33,29 @@ class KerasClassifier:
         return keras_logits(self._model, images_uint8, batch_size)
 
 
-def load_classifier(path: str | os.PathLike, threads: int = 1) -> Any:
-    """A ``.tflite`` (run by ai_edge_litert with ``threads``) or ``.keras`` classifier."""
+def load_classifier(
+    path: str | os.PathLike, threads: int = 1, malignant: Sequence[bool] | None = None
+) -> Any:
+    """A ``.tflite`` (run by ai_edge_litert with ``threads``) or ``.keras`` classifier, each
+    giving benign/malignant logits; ``malignant``: which outputs of a seven-output TFLite
+    file are malignant (a ``.keras`` student collapses its outputs itself)."""
     tflite = Path(path).suffix == ".tflite"
     try:
         if tflite:
             from skinkd.edge.export import TFLiteClassifier
 
-            return TFLiteClassifier(path, num_threads=threads)
+            return TFLiteClassifier(path, num_threads=threads, malignant=malignant)
         return KerasClassifier(path)
     except ModuleNotFoundError as exc:
         needs = "ai-edge-litert (pip install 'skinkd[edge]')" if tflite else "Keras and TensorFlow"
         raise SkinkdError(f"{path}: running this model needs {needs}; {exc}") from None
 
 
-def model_logits(path: str | os.PathLike, images: np.ndarray, threads: int = 1) -> np.ndarray:
-    """Logits of a ``.keras`` or ``.tflite`` student for uint8 images."""
-    return load_classifier(path, threads).predict_logits(images)
+def model_logits(
+    path: str | os.PathLike,
+    images: np.ndarray,
+    threads: int = 1,
+    malignant: Sequence[bool] | None = None,
+) -> np.ndarray:
+    """Benign/malignant logits of a ``.keras`` or ``.tflite`` student for uint8 images."""
+    return load_classifier(path, threads, malignant).predict_logits(images)

@@ -71,7 +71,7 @@ class Predictor:
                 f"{card_path}: the card does not describe {self.model_path.name} (its SHA-256 is "
                 "not among the card's files); use the card written with this model"
             )
-        self.classifier = load_classifier(self.model_path, threads)
+        self.classifier = load_classifier(self.model_path, threads, self.card["malignant_outputs"])
         if self.classifier.input_size != int(self.card["image_size"]):
             raise DataError(
                 f"{card_path}: image_size {self.card['image_size']} does not match the model's "

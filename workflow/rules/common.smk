@@ -15,6 +15,7 @@ os.environ.update(TF_CPP_MIN_LOG_LEVEL="2")
 sys.path.insert(0, workflow.basedir)
 
 from skinkd.config import check_config, check_schema, config_hash
+from skinkd.data.classes import class_names, malignant_mask
 from skinkd.data.preprocess import Preprocessing
 from skinkd.runs.ablation import ablation_cells, preprocessing_variant
 from skinkd.runs.suite import load_runs
@@ -33,6 +34,11 @@ ENV_PREPROCESS = "../../envs/preprocess.yaml"
 ENV_TRAIN = "../../envs/train.yaml"
 ENV_SNAKEMAKE = "../../envs/snakemake.yaml"
 STUDENT_MODELS = ["student", "student_fp16", "student_int8"]
+# What the student's TFLite files output, and which outputs are malignant (model card).
+STUDENT_OUTPUTS = list(class_names(config["student"]["classes"]))
+STUDENT_MALIGNANT = list(
+    malignant_mask(config["student"]["classes"], DATASET["mapping"])
+)
 EVAL_MODELS = ["teacher", *STUDENT_MODELS]
 SPLITS_CSV = f"{RESULTS}/data/splits.csv"
 ABLATION_CELLS = ablation_cells(

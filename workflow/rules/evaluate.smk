@@ -19,6 +19,7 @@ rule evaluate:
         cpus_per_task=lambda wildcards, threads: threads,
     params:
         evaluate=config["evaluate"],
+        malignant=STUDENT_MALIGNANT,
     script:
         "../scripts/evaluate.py"
 

@@ -55,5 +55,7 @@ rule model_card:
         config_hash=config_hash(MODEL_CONFIG),
         dataset=config["dataset"]["kind"],
         mapping=DATASET["mapping"] if DATASET["kind"] == "ham10000" else None,
+        output_classes=STUDENT_OUTPUTS,
+        malignant=STUDENT_MALIGNANT,
     script:
         "../scripts/model_card.py"

@@ -24,7 +24,9 @@ def main() -> None:
         logits = binary_logits(*read_soft_labels(snakemake.input.soft_labels, "test", ids))
     else:
         images, labels, ids = load_split(snakemake.input.shards, splits, "test")
-        logits = model_logits(snakemake.input.model, images, threads=snakemake.threads)
+        logits = model_logits(
+            snakemake.input.model, images, snakemake.threads, snakemake.params.malignant
+        )
         if "reference" in snakemake.input.keys():
             reference = pd.read_csv(snakemake.input.reference, dtype={"image_id": str})
     evaluation, predictions = evaluate_logits(

@@ -28,6 +28,8 @@ def main() -> None:
         image_size=preprocessing["image_size"],
         preprocessing=preprocessing,
         class_names=["benign", "malignant"],
+        output_classes=snakemake.params.output_classes,
+        malignant_outputs=snakemake.params.malignant,
         threshold=calibration["threshold"],
         threshold_choice={
             "split": "val",
