@@ -98,7 +98,8 @@ def main() -> None:
             paths = tmp / f"{form}_fp16.tflite", tmp / f"{form}_int8.tflite"
             export.export_tflite(model, *paths, representative)
             for precision, path in zip(("fp16", "int8"), paths, strict=True):
-                classifier = export.TFLiteClassifier(path, malignant=malignant)
+                collapsed = form == "collapse_inside"
+                classifier = export.TFLiteClassifier(path, malignant=None if collapsed else malignant)
                 logits = classifier.predict_class_logits(test_x)
                 prob = malignant_probability(logits if logits.shape[1] == 2 else binary_logits(logits, malignant))
                 auc = roc_auc(test_y, prob)

@@ -34,6 +34,10 @@ TEACHER_SECTION = {
     "learning_rate": 0.001,
     "batch_size": 8,
     "epochs": 1,
+    "fine_tune_schedule": "constant",
+    "fine_tune_warmup_epochs": 0,
+    "fine_tune_weight_decay": 0.0,
+    "fine_tune_label_smoothing": 0.0,
 }
 
 
@@ -208,6 +212,12 @@ def test_fine_tuning_trains_only_the_last_blocks_convolutions(tiny_data):
     assert not changed("features_15_conv_0") and not changed("features_0_0")
     assert not changed("features_17_conv_1")  # BatchNorm keeps its statistics
     assert len(pd.read_csv(root / "ft.csv")) == 1
+    # Warm-up, cosine decay, weight decay and label smoothing: two epochs, both recorded.
+    scheduled = resolve({**teacher, "fine_tune_epochs": 2, "fine_tune_schedule": "cosine",
+                         "fine_tune_warmup_epochs": 1, "fine_tune_weight_decay": 0.01,
+                         "fine_tune_label_smoothing": 0.1, "preset": "pretrained"})  # fmt: skip
+    fine_tune_teacher(shards, splits, scheduled, AUGMENT, 0, head, root / "ft2.keras", root / "ft2.csv")
+    assert len(pd.read_csv(root / "ft2.csv")) == 2
     with pytest.raises(ConfigError, match="only the mobilenetv2 backbone"):
         fine_tune_teacher(shards, splits, resolve({"fine_tune_blocks": 1}), AUGMENT, 0, head,
                           tuned_path, root / "ft.csv")  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -20,7 +21,14 @@ from skinkd.data.classes import binary_logits
 from skinkd.data.preprocess import rescale
 from skinkd.errors import ConfigError, DataError
 from skinkd.nn.batches import FeatureBatches, ImageBatches, TeacherViews, pack_targets
-from skinkd.nn.fit import Adafactor, MalignantAUC, fit_classifier, make_optimizer
+from skinkd.nn.fit import (
+    Adafactor,
+    MalignantAUC,
+    SmoothedSparseCrossentropy,
+    WarmupSchedule,
+    fit_classifier,
+    make_optimizer,
+)
 from skinkd.nn.models import MalignantLogits, with_binary_output
 from skinkd.student.distill import Distiller, distillation_loss
 from skinkd.student.network import build_student
@@ -619,3 +627,42 @@ def test_job_checkpoint_lives_beside_the_output_and_its_key_follows_what_determi
     first.remove()
     assert not (tmp_path / "results/student/.checkpoints").exists()
     assert output.parent.is_dir()
+
+
+
+def test_warmup_schedule_rises_linearly_then_holds_or_follows_a_cosine():
+    constant = WarmupSchedule(0.1, "constant", warmup_steps=10, total_steps=100)
+    cosine = WarmupSchedule(0.1, "cosine", warmup_steps=10, total_steps=110)
+    rate = lambda schedule, step: float(schedule(step))  # noqa: E731
+    assert rate(constant, 0) == pytest.approx(0.01) and rate(constant, 4) == pytest.approx(0.05)
+    assert rate(constant, 9) == pytest.approx(0.1) and rate(constant, 500) == pytest.approx(0.1)
+    assert rate(cosine, 4) == pytest.approx(0.05)
+    for step in (10, 35, 60, 110):
+        expected = 0.05 * (1 + math.cos(math.pi * (step - 10) / 100))
+        assert rate(cosine, step) == pytest.approx(expected, abs=1e-7)
+    assert rate(cosine, 1000) == pytest.approx(0.0, abs=1e-9)
+    assert rate(WarmupSchedule(0.1, "cosine", 0, 10), 0) == pytest.approx(0.1)
+    with pytest.raises(ConfigError, match="schedule: 'linear'"):
+        WarmupSchedule(0.1, "linear", 0, 10)
+
+
+def test_smoothed_crossentropy_matches_its_definition():
+    logits = np.array([[2.0, 0.5, -1.0], [0.0, 3.0, 1.0]], np.float32)
+    labels = np.array([0, 2])
+    log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    target = np.full((2, 3), 0.1 / 3)
+    target[[0, 1], labels] += 0.9
+    expected = -(target * log_probs).sum(axis=1).mean()
+    assert float(SmoothedSparseCrossentropy(0.1)(labels, logits)) == pytest.approx(expected, rel=1e-5)
+    plain = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(labels, logits)
+    assert float(SmoothedSparseCrossentropy(0.0)(labels, logits)) == pytest.approx(float(plain), rel=1e-6)
+
+
+def test_weight_decay_shrinks_weights_by_rate_times_decay_each_step():
+    weight = keras.Variable(np.ones(3, np.float32))
+    optimizer = make_optimizer("adam", 0.1, weight_decay=0.5)
+    optimizer.apply_gradients([(np.zeros(3, np.float32), weight)])
+    np.testing.assert_allclose(np.asarray(weight), 1 - 0.1 * 0.5, rtol=1e-6)
+    plain = keras.Variable(np.ones(3, np.float32))
+    make_optimizer("adam", 0.1).apply_gradients([(np.zeros(3, np.float32), plain)])
+    np.testing.assert_allclose(np.asarray(plain), 1.0)

@@ -139,7 +139,7 @@ def test_pretrained_teacher_plans_its_weights_and_its_own_224px_cache(tmp_path):
                                                                    "preprocessing": "all"}))  # fmt: skip
     assert "teacher_preprocess_shard" not in same
     tuned = planned_jobs(tmp_path, *config_files(tmp_path, teacher={**teacher, "fine_tune_blocks": 2}))
-    assert tuned["teacher_fine_tune"] == 1
+    assert tuned["teacher_fine_tune"] == 1 and tuned["fine_tune_curves"] == 1
     # Weights given as a file: no resource to make.
     own = planned_jobs(tmp_path, *config_files(tmp_path, teacher={**teacher, "weights": "none"}))
     assert "mobilenetv2_weights" not in own

@@ -68,12 +68,62 @@ class MalignantAUC(keras.metrics.AUC):
         return super().update_state(is_malignant, prob_malignant, sample_weight)
 
 
-def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
-    """One of adam, adafactor, nadam, rmsprop with the given learning rate (Keras defaults
-    otherwise)."""
+SCHEDULES = ("constant", "cosine")
+
+
+@keras.saving.register_keras_serializable(package="skinkd")
+class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """A linear warm-up from 0 to ``peak`` over ``warmup_steps``, then ``peak`` held
+    (``constant``) or a cosine decay to 0 at ``total_steps`` (``cosine``). The step is the
+    optimizer's own counter, which a resumed fit restores, so the curve resumes too."""
+
+    def __init__(self, peak: float, schedule: str, warmup_steps: int, total_steps: int):
+        if schedule not in SCHEDULES:
+            raise ConfigError(f"schedule: {schedule!r} is not one of {', '.join(SCHEDULES)}")
+        self.peak, self.schedule = float(peak), schedule
+        self.warmup_steps, self.total_steps = int(warmup_steps), int(total_steps)
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        warmup = ops.minimum(1.0, (step + 1.0) / max(1, self.warmup_steps))
+        if self.schedule == "constant":
+            return self.peak * warmup
+        span = max(1, self.total_steps - self.warmup_steps)
+        progress = ops.clip((step - self.warmup_steps) / span, 0.0, 1.0)
+        return self.peak * ops.minimum(warmup, 0.5 * (1.0 + ops.cos(np.pi * progress)))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"peak": self.peak, "schedule": self.schedule,
+                "warmup_steps": self.warmup_steps, "total_steps": self.total_steps}  # fmt: skip
+
+
+def make_optimizer(
+    name: str,
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
+    weight_decay: float = 0.0,
+) -> keras.optimizers.Optimizer:
+    """One of adam, adafactor, nadam, rmsprop with the given learning rate or schedule and
+    (decoupled) weight decay; Keras defaults otherwise."""
     if name not in OPTIMIZERS:
         raise ConfigError(f"optimizer: {name!r} is not one of {', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[name](learning_rate=learning_rate)
+    return OPTIMIZERS[name](learning_rate=learning_rate, weight_decay=weight_decay or None)
+
+
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Cross-entropy of logits against class-index labels smoothed by ``smoothing``: the
+    target puts 1 - smoothing + smoothing / C on the label and smoothing / C elsewhere."""
+
+    def __init__(self, smoothing: float, **kwargs: Any):
+        super().__init__(name="smoothed_sparse_crossentropy", **kwargs)
+        self.smoothing = float(smoothing)
+
+    def call(self, y_true, y_pred):
+        classes = ops.shape(y_pred)[-1]
+        labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        target = ops.one_hot(labels, classes, dtype=y_pred.dtype)
+        return keras.losses.categorical_crossentropy(
+            target, y_pred, from_logits=True, label_smoothing=self.smoothing
+        )
 
 
 class _EpochLog(keras.callbacks.Callback):
@@ -169,6 +219,7 @@ def fit_classifier(
     binary_output: bool = True,
     checkpoint: Checkpoint | None = None,
     network: keras.Model | None = None,
+    label_smoothing: float = 0.0,
 ) -> keras.Model:
     """Train, restore the weights of the best epoch on ``monitor`` and save them.
 
@@ -180,7 +231,7 @@ def fit_classifier(
     (epoch, loss, accuracy, auc and their val_ twins, best = the restored epoch).
     With a ``checkpoint``, every epoch is saved there, a killed fit resumes from its last
     epoch and ends with the weights of an uninterrupted one, and the checkpoint is removed
-    once the model is saved.
+    once the model is saved. ``label_smoothing`` (plain classifiers) smooths the targets.
     Returns the saved model.
     """
     allowed = [f"{prefix}{name}" for prefix in ("", "val_") for name in METRIC_NAMES]
@@ -190,7 +241,12 @@ def fit_classifier(
         keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
         MalignantAUC(malignant, name="auc"),
     ]
-    loss = None if network is not None else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if network is not None:
+        loss = None
+    elif label_smoothing > 0:
+        loss = SmoothedSparseCrossentropy(label_smoothing)
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     resumed = _resume(model, checkpoint) if checkpoint is not None else None
     done = resumed["epoch"] if resumed else 0

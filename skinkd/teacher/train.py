@@ -100,14 +100,26 @@ def _fit_on_images(
     out_model: Path,
     out_history: Path,
     checkpoint: Checkpoint | None,
+    tuning: Mapping[str, Any] | None = None,
 ) -> None:
-    """Train an image teacher on the training images, augmented on the fly; best on val."""
+    """Train an image teacher on the training images, augmented on the fly; best on val.
+    ``tuning``: the fine-tuning's schedule (``schedule``, ``warmup_epochs``), weight decay
+    and label smoothing; None trains at a constant rate without either."""
+    import math
+
     from skinkd.nn.batches import ImageBatches
-    from skinkd.nn.fit import fit_classifier, make_optimizer
+    from skinkd.nn.fit import WarmupSchedule, fit_classifier, make_optimizer
 
     classes, batch = teacher["classes"], teacher["batch_size"]
     data = load_splits(shard_paths, splits, ("train", "val"))
     (train_images, _, train_ids), (val_images, _, val_ids) = data["train"], data["val"]
+    tuning = tuning or {"schedule": "constant", "warmup_epochs": 0, "weight_decay": 0.0,
+                        "label_smoothing": 0.0}  # fmt: skip
+    rate = learning_rate
+    if tuning["schedule"] != "constant" or tuning["warmup_epochs"] > 0:
+        steps = math.ceil(len(train_images) / batch)
+        rate = WarmupSchedule(learning_rate, tuning["schedule"], steps * tuning["warmup_epochs"],
+                              steps * epochs)  # fmt: skip
     fit_classifier(
         model,
         ImageBatches(
@@ -119,13 +131,14 @@ def _fit_on_images(
             seed=seed,
         ),
         ImageBatches(val_images, class_labels(splits, val_ids, classes), batch),
-        make_optimizer(teacher["optimizer"], learning_rate),
+        make_optimizer(teacher["optimizer"], rate, tuning["weight_decay"]),
         epochs,
         out_model,
         out_history,
         malignant=teacher["malignant"],
         binary_output=False,
         checkpoint=checkpoint,
+        label_smoothing=tuning["label_smoothing"],
     )
 
 
@@ -160,8 +173,11 @@ def fine_tune_teacher(
     out_history: Path,
     checkpoint: Checkpoint | None = None,
 ) -> None:
-    """The trained head on top of MobileNetV2, its last ``fine_tune_blocks`` blocks trained
-    end to end on images at ``fine_tune_learning_rate`` (the rest stays frozen)."""
+    """The trained head on top of MobileNetV2, its last ``fine_tune_blocks`` blocks (17:
+    all of them) trained end to end on images, BatchNorm frozen: ``fine_tune_learning_rate``
+    after ``fine_tune_warmup_epochs`` of linear warm-up, held or cosine-decayed
+    (``fine_tune_schedule``), with ``fine_tune_weight_decay`` and
+    ``fine_tune_label_smoothing``."""
     from skinkd.nn.models import load_model
     from skinkd.teacher.backbones.mobilenetv2 import unfreeze_last_blocks
 
@@ -180,7 +196,8 @@ def fine_tune_teacher(
     _fit_on_images(
         model, shard_paths, splits, teacher, augment, seed,
         teacher["fine_tune_learning_rate"], teacher["fine_tune_epochs"], out_model, out_history,
-        checkpoint,
+        checkpoint, {key: teacher[f"fine_tune_{key}"] for key in
+                     ("schedule", "warmup_epochs", "weight_decay", "label_smoothing")},
     )  # fmt: skip
 
 

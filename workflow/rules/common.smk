@@ -253,6 +253,7 @@ def all_targets():
         f"{RESULTS}/figures/teacher_training.png",
         f"{RESULTS}/figures/student_training.png",
         *expand(f"{RESULTS}/external/{{set}}/metrics.json", set=list(EXTERNAL)),
+        *([f"{RESULTS}/figures/teacher_fine_tune_training.png"] if FINE_TUNED else []),
     ]
 
 

@@ -132,6 +132,29 @@ rule training_curves:
         "../scripts/training_curves.py"
 
 
+rule fine_tune_curves:
+    input:
+        history=f"{RESULTS}/teacher/fine_tune_history.csv",
+    output:
+        figure=report(
+            f"{RESULTS}/figures/teacher_fine_tune_training.png",
+            caption="../report/teacher_fine_tune_training.rst",
+            category="Teacher",
+            labels={"figure": "fine-tuning curves"},
+        ),
+    log:
+        f"{RESULTS}/logs/fine_tune_curves.log",
+    conda:
+        ENV_PREPROCESS
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
+        cpus_per_task=lambda wildcards, threads: threads,
+    script:
+        "../scripts/fine_tune_curves.py"
+
+
 rule calibration:
     input:
         model=f"{RESULTS}/student/student.keras",
