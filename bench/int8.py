@@ -1,13 +1,19 @@
-"""Benchmark: how much ROC AUC a seven-class student loses in int8, with the collapse of its
-seven logits to benign/malignant inside the quantised graph (as exported before) and
-outside it (as exported now), against the Keras model (not a test).
+"""Benchmark: how much ROC AUC a seven-class student loses in int8 against its Keras model,
+exported three ways (not a test):
 
-The student is the paper's CNN with seven outputs at --image-size px, trained on HAM10000's
-hard diagnosis labels (alpha 1: no teacher needed) for --epochs epochs, seed 0, with the
-config's augmentation; the data are the workflow's own split and cache of the HAM10000
-preset with the pretrained preset's plain images (clinical mapping), built by Snakemake
-first. Each export is scored on the test split: ROC AUC of P(malignant), its difference
-from Keras, and the largest probability difference; also the TFLite ops of each int8 file.
+- ``keras_selu_collapse_inside``: as exported before, Keras' SELU activations and the
+  collapse of the seven logits to benign/malignant inside the quantised graph;
+- ``keras_selu_class_logits``: the seven logits exported, the collapse in float after;
+- ``bounded_selu_class_logits``: as exported now, also with ``bounded_selu``, whose
+  exponential sees min(x, 0) only.
+
+All three carry the same trained weights and compute the same function in float. The
+student is the paper's CNN with seven outputs at --image-size px, trained on HAM10000's hard
+diagnosis labels (alpha 1: no teacher needed) for --epochs epochs, seed 0, with the config's
+augmentation; the data are the workflow's own split and cache of the HAM10000 preset with
+the pretrained preset's plain images (clinical mapping), built by Snakemake first. Each
+export is scored on the test split: ROC AUC of P(malignant), its difference from Keras, the
+largest probability difference, and the TFLite ops of each file.
 Writes bench/results/int8.json.
 
     .venv/bin/python bench/int8.py [--epochs 30] [--image-size 96]
@@ -59,7 +65,6 @@ def main() -> None:
     import skinkd.edge.export as export
     from skinkd.data.cache import load_splits
     from skinkd.data.classes import (
-        binary_logits,
         class_labels,
         malignant_mask,
         malignant_probability,
@@ -67,6 +72,7 @@ def main() -> None:
     from skinkd.data.manifest import read_manifest
     from skinkd.data.preprocess import rescale
     from skinkd.evaluate.metrics import roc_auc
+    from skinkd.nn.models import bounded_selu
     from skinkd.student.train import train_student
 
     with tempfile.TemporaryDirectory(prefix="skinkd-int8-") as tmp:
@@ -92,16 +98,28 @@ def main() -> None:
 
         exports = {}
         cut = export.class_logits_network
-        for form in ("collapse_inside", "class_logits"):
-            # The export before the fix is the same export without the cut below the collapse.
-            export.class_logits_network = cut if form == "class_logits" else (lambda m: m)
+        # The same weights in the network as built before bounded_selu: Keras' own SELU.
+        def with_keras_selu(layer):
+            config = layer.get_config()
+            if getattr(layer, "activation", None) is bounded_selu:
+                config["activation"] = "selu"
+            return layer.__class__.from_config(config)
+
+        keras_selu = keras.models.clone_model(model, clone_function=with_keras_selu)
+        keras_selu.set_weights(model.get_weights())
+        forms = {
+            "keras_selu_collapse_inside": (keras_selu, lambda m: m),
+            "keras_selu_class_logits": (keras_selu, cut),
+            "bounded_selu_class_logits": (model, cut),
+        }
+        for form, (network, cutting) in forms.items():
+            export.class_logits_network = cutting
             paths = tmp / f"{form}_fp16.tflite", tmp / f"{form}_int8.tflite"
-            export.export_tflite(model, *paths, representative)
+            export.export_tflite(network, *paths, representative)
             for precision, path in zip(("fp16", "int8"), paths, strict=True):
-                collapsed = form == "collapse_inside"
+                collapsed = form.endswith("collapse_inside")
                 classifier = export.TFLiteClassifier(path, malignant=None if collapsed else malignant)
-                logits = classifier.predict_class_logits(test_x)
-                prob = malignant_probability(logits if logits.shape[1] == 2 else binary_logits(logits, malignant))
+                prob = malignant_probability(classifier.predict_logits(test_x))
                 auc = roc_auc(test_y, prob)
                 exports[f"{form}_{precision}"] = {
                     "roc_auc": round(auc, 4),

@@ -112,8 +112,8 @@ def test_seven_class_student_exports_its_class_logits_and_collapses_them_in_floa
     tmp_path: Path,
 ) -> None:
     """A seven-output student's files hold its seven logits, without the log-sum-exp
-    collapse (its LOG, SUM and GATHER ops; quantised in int8, it loses the ranking); with the card's malignant outputs,
-    TFLiteClassifier gives the Keras model's P(malignant)."""
+    collapse (its LOG, SUM and GATHER ops stay out of the quantised graph); with the card's
+    malignant outputs, TFLiteClassifier gives the Keras model's P(malignant)."""
     require_tensorflow_backend()
     keras.utils.set_random_seed(1)
     malignant = [True, True, False, False, True, False, False]
@@ -408,3 +408,48 @@ def test_model_card_refuses_a_missing_file_and_invalid_json(tmp_path: Path) -> N
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(SkinkdError, match="broken.json.*not valid JSON"):
         read_model_card(tmp_path / "broken.json")
+
+
+def test_bounded_selu_is_selu_and_survives_int8_where_keras_selu_does_not(tmp_path: Path) -> None:
+    """bounded_selu equals Keras' SELU in value and gradient, and the student uses it. In
+    int8, Keras' SELU quantises its exp branch over exp of the largest input, so its
+    negative outputs vanish; bounded_selu keeps them. The probe: an image's mean brightness
+    m drives one SELU unit z = 40 m - 8 (from -8 to 32), and P(malignant) = sigmoid(selu(z))."""
+    require_tensorflow_backend()
+    import tensorflow as tf
+
+    from skinkd.nn.models import bounded_selu
+
+    x = np.linspace(-12, 12, 241, dtype=np.float32)
+    np.testing.assert_allclose(bounded_selu(x), keras.activations.selu(x), rtol=1e-6, atol=1e-6)
+    grads = []
+    for activation in (bounded_selu, keras.activations.selu):
+        tensor = tf.constant(x[x != 0])
+        with tf.GradientTape() as tape:
+            tape.watch(tensor)
+            y = activation(tensor)
+        grads.append(tape.gradient(y, tensor).numpy())
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-5, atol=1e-6)
+    assert {build_student(SIZE).get_layer(f"dense{n}").activation for n in (256, 128, 32)} == {
+        bounded_selu
+    }
+
+    brightness = np.linspace(0, 1, 101)
+    images = np.broadcast_to((brightness * 255).round().astype(np.uint8)[:, None, None, None],
+                             (101, SIZE, SIZE, 3)).copy()  # fmt: skip
+    z = 40 * (images[:, 0, 0, 0] / 255.0) - 8
+    errors = {}
+    for name, activation in (("bounded", bounded_selu), ("keras", "selu")):
+        image = keras.Input((SIZE, SIZE, 3))
+        pooled = keras.layers.GlobalAveragePooling2D()(image)
+        unit = keras.layers.Dense(1, activation=activation)(pooled)
+        model = keras.Model(image, keras.layers.Dense(2)(unit))
+        model.layers[2].set_weights([np.array([[40.0], [0.0], [0.0]]), np.array([-8.0])])
+        model.layers[3].set_weights([np.array([[0.0, 1.0]]), np.zeros(2)])
+        int8 = tmp_path / f"{name}.tflite"
+        export_tflite(model, tmp_path / f"{name}_fp16.tflite", int8, representative=images)
+        probability = softmax_malignant(TFLiteClassifier(int8).predict_logits(images))
+        expected = 1 / (1 + np.exp(-keras.activations.selu(z.astype(np.float32)).numpy()))
+        negative = z < -0.5
+        errors[name] = float(np.abs(probability - expected)[negative].max())
+    assert errors["bounded"] < 0.03 and errors["keras"] > 0.1

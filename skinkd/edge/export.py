@@ -81,9 +81,10 @@ def export_tflite(
 
     A seven-class student is saved with its logits collapsed to benign/malignant
     (``MalignantLogits``, a log-sum-exp); the files hold the network below that layer, its
-    class logits, and ``TFLiteClassifier`` collapses them in float: inside an int8 graph the
-    exponentials and logarithms of the collapse would be quantised too, and they lose most
-    of the int8 model's ROC AUC (``bench/int8.py`` measures both).
+    class logits, and ``TFLiteClassifier`` collapses them in float, where the collapse is
+    exact: inside an int8 graph its exponentials and logarithms are quantised too
+    (``bench/int8.py`` measures the int8 file against Keras with the collapse inside and
+    outside the graph).
 
     ``representative``: uint8 training images (n, S, S, 3), rescaled to [0, 1] here as in
     training, on which the int8 activation ranges are calibrated.

@@ -1,5 +1,6 @@
 """Keras pieces every model of this project shares: the layer that turns class logits into
-benign/malignant logits, logits of uint8 images, and saving and loading ``.keras`` files.
+benign/malignant logits, a SELU that survives int8 quantisation, logits of uint8 images,
+and saving and loading ``.keras`` files.
 
 Every model returns logits (index 1 = malignant for two classes); softmax is applied only
 where a probability is reported.
@@ -13,7 +14,7 @@ from typing import Any
 
 import keras
 import numpy as np
-from keras import layers
+from keras import layers, ops
 
 from skinkd.atomic import atomic_suffixed_path
 from skinkd.data.augment import warp_images
@@ -21,6 +22,16 @@ from skinkd.data.preprocess import rescale
 from skinkd.errors import DataError
 
 NUM_CLASSES = 2
+SELU_ALPHA = 1.6732632423543772
+SELU_SCALE = 1.0507009873554805
+
+
+@keras.saving.register_keras_serializable(package="skinkd")
+def bounded_selu(x):
+    """SELU, with its exponential taking min(x, 0) only. Keras' SELU evaluates exp(x) for
+    every x and selects afterwards; in an int8 graph that branch's range then spans exp of
+    the largest activation, and its small negative values quantise to nothing."""
+    return SELU_SCALE * (ops.relu(x) + SELU_ALPHA * (ops.exp(ops.minimum(x, 0.0)) - 1.0))
 
 
 @keras.saving.register_keras_serializable(package="skinkd")

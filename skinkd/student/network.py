@@ -10,6 +10,7 @@ import keras
 from keras import layers
 
 from skinkd.errors import ConfigError
+from skinkd.nn.models import bounded_selu
 
 FEATURE_CONVERSIONS = ("flatten", "gap", "gmp")
 
@@ -27,7 +28,8 @@ def _feature_conversion(name: str) -> layers.Layer:
 
 
 def build_student(image_size: int, conversion: str = "gmp", num_classes: int = 2) -> keras.Model:
-    """The paper's student: three conv/max-pool blocks, a feature conversion, three SELU layers.
+    """The paper's student: three conv/max-pool blocks, a feature conversion, three SELU layers
+    (``bounded_selu``: the same function, written to survive int8 quantisation).
 
     163,362 parameters with ``gap`` or ``gmp`` at any input size (163,527 with the seven
     HAM10000 diagnoses as outputs); ``flatten`` grows with the input size.
@@ -39,6 +41,6 @@ def build_student(image_size: int, conversion: str = "gmp", num_classes: int = 2
         x = layers.MaxPooling2D(2, name=f"pool{block}")(x)
     x = _feature_conversion(conversion)(x)
     for units in (256, 128, 32):
-        x = layers.Dense(units, activation="selu", name=f"dense{units}")(x)
+        x = layers.Dense(units, activation=bounded_selu, name=f"dense{units}")(x)
     logits = layers.Dense(num_classes, name="logits")(x)
     return keras.Model(images, logits, name=f"student_{conversion}")
