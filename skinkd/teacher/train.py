@@ -105,40 +105,39 @@ def _fit_on_images(
     """Train an image teacher on the training images, augmented on the fly; best on val.
     ``tuning``: the fine-tuning's schedule (``schedule``, ``warmup_epochs``), weight decay
     and label smoothing; None trains at a constant rate without either."""
-    import math
-
     from skinkd.nn.batches import ImageBatches
     from skinkd.nn.fit import WarmupSchedule, fit_classifier, make_optimizer
 
     classes, batch = teacher["classes"], teacher["batch_size"]
     data = load_splits(shard_paths, splits, ("train", "val"))
     (train_images, _, train_ids), (val_images, _, val_ids) = data["train"], data["val"]
-    tuning = tuning or {"schedule": "constant", "warmup_epochs": 0, "weight_decay": 0.0,
-                        "label_smoothing": 0.0}  # fmt: skip
-    rate = learning_rate
-    if tuning["schedule"] != "constant" or tuning["warmup_epochs"] > 0:
-        steps = math.ceil(len(train_images) / batch)
-        rate = WarmupSchedule(learning_rate, tuning["schedule"], steps * tuning["warmup_epochs"],
-                              steps * epochs)  # fmt: skip
+    train = ImageBatches(
+        train_images,
+        class_labels(splits, train_ids, classes),
+        batch,
+        augmentation=Augmentation.from_config(augment),
+        shuffle=True,
+        seed=seed,
+    )
+    rate, weight_decay, smoothing = learning_rate, 0.0, 0.0
+    if tuning is not None:
+        weight_decay, smoothing = tuning["weight_decay"], tuning["label_smoothing"]
+        # A plain rate where the schedule would be constant: the default trains as before.
+        if tuning["schedule"] != "constant" or tuning["warmup_epochs"] > 0:
+            rate = WarmupSchedule(learning_rate, tuning["schedule"],
+                                  len(train) * tuning["warmup_epochs"], len(train) * epochs)  # fmt: skip
     fit_classifier(
         model,
-        ImageBatches(
-            train_images,
-            class_labels(splits, train_ids, classes),
-            batch,
-            augmentation=Augmentation.from_config(augment),
-            shuffle=True,
-            seed=seed,
-        ),
+        train,
         ImageBatches(val_images, class_labels(splits, val_ids, classes), batch),
-        make_optimizer(teacher["optimizer"], rate, tuning["weight_decay"]),
+        make_optimizer(teacher["optimizer"], rate, weight_decay),
         epochs,
         out_model,
         out_history,
         malignant=teacher["malignant"],
         binary_output=False,
         checkpoint=checkpoint,
-        label_smoothing=tuning["label_smoothing"],
+        label_smoothing=smoothing,
     )
 
 
