@@ -60,10 +60,13 @@ def check_config(config: Mapping[str, Any]) -> None:
             "student.classes: dx distils seven-class soft labels, so it needs "
             "teacher.classes: dx"
         )
-    if config["student"]["distillation"] == "consistent" and not config["teacher"]["augmented_views"]:
+    views = config["teacher"]["distillation_views"]
+    views = config["teacher"]["augmented_views"] if views is None else views
+    if config["student"]["distillation"] == "consistent" and not views:
         raise ConfigError(
-            "student.distillation: consistent trains on the teacher's cached views, so it "
-            "needs teacher.augmented_views of 1 or more"
+            "student.distillation: consistent trains on the teacher's logits of augmented "
+            "views, so it needs teacher.distillation_views (or, where that is null, "
+            "teacher.augmented_views) of 1 or more"
         )
     _check_external(config.get("external", []))
     overlap = set(dataset["benign_classes"]) & set(dataset["malignant_classes"])

@@ -15,7 +15,12 @@ from skinkd.nn.models import load_model
 from skinkd.teacher.features import cache_features, load_features
 from skinkd.teacher.models import build_teacher
 from skinkd.teacher.presets import resolve_teacher
-from skinkd.teacher.soft_labels import read_soft_labels, read_teacher_views, soft_labels
+from skinkd.teacher.soft_labels import (
+    read_soft_labels,
+    read_teacher_views,
+    soft_labels,
+    teacher_logits,
+)
 from skinkd.teacher.train import fine_tune_teacher, train_teacher_end_to_end, train_teacher_head
 
 AUGMENT = {"rotation": 10, "height_shift": 0.1, "width_shift": 0.1, "shear": 0.1,
@@ -38,6 +43,8 @@ TEACHER_SECTION = {
     "fine_tune_warmup_epochs": 0,
     "fine_tune_weight_decay": 0.0,
     "fine_tune_label_smoothing": 0.0,
+    "distillation_views": None,
+    "tta": False,
 }
 
 
@@ -164,6 +171,53 @@ def test_seven_class_teacher_stores_seven_logits_and_its_malignant_classes(tiny_
         read_teacher_views(out, list(splits["image_id"][:24]))
 
 
+def dihedral_views(images: np.ndarray) -> list[np.ndarray]:
+    """The eight flips and right-angle turns of each image, by numpy, the identity first."""
+    turns = [np.rot90(images, k, axes=(1, 2)) for k in range(4)]
+    return turns + [np.rot90(images[:, :, ::-1], k, axes=(1, 2)) for k in range(4)]
+
+
+def test_frozen_teacher_with_tta_and_views_beyond_its_cache_labels_from_the_images(tiny_data):
+    root, shards, splits = tiny_data
+    teacher = resolve({"augmented_views": 1})
+    features, model, plain = cached_head_labels(tiny_data, teacher, "views")
+    out = root / "soft_labels_tta.npz"
+    tta = {**teacher, "tta": True, "distillation_views": 3}
+    with pytest.raises(ConfigError, match="teacher.tta, teacher.distillation_views: .* images"):
+        soft_labels(model, tta, out, augment=AUGMENT, seed=0, features_path=features)
+    soft_labels(model, tta, out, augment=AUGMENT, seed=0, features_path=features,
+                shard_paths=shards, splits=splits)  # fmt: skip
+    data, before = np.load(out), np.load(plain)
+    assert data["dihedral_logits"].shape == (8, 40, 2) and "dihedral_logits" not in before
+    np.testing.assert_allclose(data["logits"], data["dihedral_logits"].mean(axis=0), rtol=1e-6)
+    # The identity view through the rebuilt backbones is what the float16 cache said.
+    np.testing.assert_allclose(data["dihedral_logits"][0], before["logits"], atol=2e-2)
+    # Each dihedral view is the head on the backbones' features of the turned image.
+    from skinkd.teacher.features import frozen_backbones
+    from skinkd.teacher.models import extract_features
+
+    backbones, head = frozen_backbones(teacher, 0), load_model(model)
+    test = np.flatnonzero(data["split"] == "test")
+    images, _, _ = load_split(shards, splits, "test")
+    for k, view in enumerate(dihedral_views(images)):
+        maps = extract_features(backbones, np.ascontiguousarray(view), 8)
+        expected = head.predict({n: f.astype(np.float32) for n, f in maps.items()}, verbose=0)
+        np.testing.assert_allclose(data["dihedral_logits"][k][test], expected, atol=1e-4)
+    # Three views: the cache's first, then two more from the same stream, from the images.
+    assert data["view_logits"].shape == (3, 24, 2)
+    np.testing.assert_array_equal(data["view_logits"][0], before["view_logits"][0])
+    train_images, _, train_ids = load_split(shards, splits, "train")
+    transforms = view_transforms(Augmentation.from_config(AUGMENT), len(train_ids), 0, 3)
+    np.testing.assert_array_equal(data["view_transforms"][2], transforms)
+    maps = extract_features(backbones, train_images, 8, transforms=transforms)
+    expected = head.predict({n: f.astype(np.float32) for n, f in maps.items()}, verbose=0)
+    np.testing.assert_allclose(data["view_logits"][2], expected, atol=1e-4)
+    # The test rows the teacher's evaluation reads are the average, not the plain view.
+    soft = read_soft_labels(out, "test", list(data["image_ids"][test]))
+    np.testing.assert_array_equal(soft.logits, data["logits"][test])
+    assert not np.allclose(soft.logits, data["dihedral_logits"][0][test])
+
+
 def test_end_to_end_teacher_trains_backbones_and_labels_from_images_and_views(tiny_data):
     root, shards, splits = tiny_data
     teacher = resolve({"trainable_backbones": True, "augmented_views": 1})
@@ -183,6 +237,14 @@ def test_end_to_end_teacher_trains_backbones_and_labels_from_images_and_views(ti
     warped = rescale(warp_images(images, transforms))
     expected = load_model(model).predict(warped, verbose=0)
     np.testing.assert_allclose(data["view_logits"][0], expected, atol=1e-5)
+    # With TTA, an image teacher's logits of new images average its eight dihedral views.
+    test_images, _, _ = load_split(shards, splits, "test")
+    image_model = load_model(model)
+    per_view = [image_model.predict(rescale(v), verbose=0) for v in dihedral_views(test_images)]
+    tta = teacher_logits(model, {**teacher, "tta": True}, test_images, frozen=False, seed=3)
+    np.testing.assert_allclose(tta, np.mean(per_view, axis=0), atol=1e-5)
+    plain = teacher_logits(model, teacher, test_images, frozen=False, seed=3)
+    np.testing.assert_allclose(plain, per_view[0], atol=1e-5)
 
 
 def test_fine_tuning_trains_only_the_last_blocks_convolutions(tiny_data):

@@ -153,6 +153,22 @@ def view_transforms(augmentation: Augmentation, n: int, seed: int, view: int) ->
     return draw_transforms(augmentation, n, np.random.default_rng([seed, view]))
 
 
+# The dihedral group of the square as normalised linear maps (y down): the four
+# counter-clockwise right-angle turns of the image, then the same after a left-right mirror.
+_TURNS = np.array([[[1, 0], [0, 1]], [[0, 1], [-1, 0]], [[-1, 0], [0, -1]], [[0, -1], [1, 0]]])
+_MIRROR = np.array([[-1, 0], [0, 1]])
+DIHEDRAL = np.concatenate([_TURNS, _TURNS @ _MIRROR])
+
+
+def dihedral_transforms(n: int) -> np.ndarray:
+    """The eight flips and right-angle rotations of each of ``n`` images as normalised maps,
+    (8, n, 2, 3) float32, the identity first. Exact integer matrices: a warp by one of them
+    moves whole pixels and resamples nothing (``pixel_matrices``)."""
+    transforms = np.zeros((len(DIHEDRAL), n, 2, 3), dtype=np.float32)
+    transforms[:, :, :, :2] = DIHEDRAL[:, None]
+    return transforms
+
+
 def _check_transforms(transforms: np.ndarray) -> None:
     if transforms.ndim != 3 or transforms.shape[1:] != (2, 3):
         raise DataError(f"transforms: expected shape (n, 2, 3), got {transforms.shape}")

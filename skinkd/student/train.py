@@ -28,6 +28,7 @@ from skinkd.teacher.soft_labels import read_soft_labels, read_teacher_views
 
 log = logging.getLogger(__name__)
 
+
 def train_student(
     train_images: np.ndarray,
     train_labels: np.ndarray,
@@ -101,7 +102,9 @@ def train_student(
     )
 
 
-def _teacher_logits_for(logits: np.ndarray, source_mask: Sequence[bool], target_mask: Sequence[bool]) -> np.ndarray:
+def _teacher_logits_for(
+    logits: np.ndarray, source_mask: Sequence[bool], target_mask: Sequence[bool]
+) -> np.ndarray:
     """The teacher's logits in the student's classes: as they are when the classes agree,
     collapsed to benign/malignant for a binary student of a seven-class teacher."""
     if len(source_mask) == len(target_mask):

@@ -25,6 +25,7 @@ from skinkd.teacher.features import load_features
 
 log = logging.getLogger(__name__)
 
+
 def train_teacher_head(
     features_path: str | os.PathLike,
     splits: pd.DataFrame,

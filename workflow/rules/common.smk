@@ -141,10 +141,20 @@ def shard_files():
 TEACHER = resolve_teacher(config["teacher"], DATASET["mapping"], config["image_size"])
 
 
+# How the trained teacher labels images; editing them relabels without retraining.
+TEACHER_LABELLING_KEYS = ("tta", "distillation_views")
+
+
 def teacher_params():
     """The teacher section with the preset resolved to backbones, per-backbone weights, its
-    image size and class mask, so that student-only edits leave every teacher job untouched.
+    image size and class mask, so that student-only edits leave every teacher job untouched;
+    without the labelling keys, so that they leave its training untouched.
     """
+    return {k: v for k, v in TEACHER.items() if k not in TEACHER_LABELLING_KEYS}
+
+
+def teacher_labelling_params():
+    """The whole resolved teacher section: what the soft labels and external scores need."""
     return TEACHER
 
 
@@ -197,11 +207,21 @@ def teacher_model():
 
 
 def soft_labels_inputs(wildcards):
-    """A fine-tuned teacher labels images; otherwise as it was trained (cache or images)."""
+    """A fine-tuned teacher labels images; otherwise as it was trained (cache or images),
+    plus the images where a frozen one looks at views its cache does not hold."""
     if FINE_TUNED:
         inputs = {"shards": teacher_shard_files(), "splits": SPLITS_CSV}
     else:
         inputs = teacher_inputs(wildcards)
+    views = TEACHER["distillation_views"]
+    beyond_cache = views is not None and views > TEACHER["augmented_views"]
+    if "features" in inputs and (TEACHER["tta"] or beyond_cache):
+        # The frozen teacher sees these views through its backbones, from the images.
+        inputs = {
+            **inputs,
+            "shards": teacher_shard_files(),
+            "weights": weight_resources(),
+        }
     return {**inputs, "model": teacher_model()}
 
 

@@ -73,7 +73,7 @@ rule external_predictions:
         runtime=120,
         cpus_per_task=lambda wildcards, threads: threads,
     params:
-        teacher=teacher_params(),
+        teacher=teacher_labelling_params(),
         teacher_preprocessing=teacher_preprocess_params(),
         frozen=not (TEACHER["trainable_backbones"] or FINE_TUNED),
         seed=config["seed"],

@@ -141,7 +141,7 @@ rule soft_labels:
         cpus_per_task=lambda wildcards, threads: threads,
         slurm_extra=GPU_SLURM_EXTRA,
     params:
-        teacher=teacher_params(),
+        teacher=teacher_labelling_params(),
         augment=config["augment"],
         seed=config["seed"],
     script:

@@ -6,16 +6,16 @@ from skinkd.workflow import run_rule
 
 
 def main() -> None:
-    frozen = "features" in snakemake.input.keys()
+    inputs = snakemake.input.keys()
     soft_labels(
         snakemake.input.model,
         snakemake.params.teacher,
         snakemake.output.soft_labels,
         augment=snakemake.params.augment,
         seed=snakemake.params.seed,
-        features_path=snakemake.input.features if frozen else None,
-        shard_paths=[] if frozen else snakemake.input.shards,
-        splits=None if frozen else read_manifest(snakemake.input.splits),
+        features_path=snakemake.input.features if "features" in inputs else None,
+        shard_paths=snakemake.input.shards if "shards" in inputs else [],
+        splits=read_manifest(snakemake.input.splits) if "shards" in inputs else None,
     )
 
 
