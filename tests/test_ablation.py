@@ -7,7 +7,13 @@ import pytest
 
 from skinkd.data.preprocess import Preprocessing
 from skinkd.data.split import subsample_indices
-from skinkd.runs.ablation import BASELINE, ablation_cells, preprocessing_variant, summarise
+from skinkd.runs.ablation import (
+    BASELINE,
+    ablation_cells,
+    preprocessing_variant,
+    summarise,
+    summarise_milestones,
+)
 from skinkd.runs.paper import with_paper_ablation
 
 CHOSEN = {"optimizer": "adafactor", "learning_rate": 0.002, "batch_size": 64, "epochs": 70,
@@ -93,3 +99,22 @@ def test_summary_gives_mean_and_spread_over_seeds_beside_the_paper():
     assert np.isnan(table.loc["optimizer-adam", "roc_auc_std"])
     assert table.loc["optimizer-adam", "paper_ham10000_accuracy"] == 0.7414
     assert table.loc[BASELINE, "paper_kaggle_mcc"] == 0.9787
+
+
+def test_milestones_give_auc_against_epochs_per_cell_over_seeds():
+    def result(cell, seed, scores):
+        return {"cell": cell, "factor": cell, "value": "", "seed": seed,
+                "milestones": [{"epochs": e, "val_roc_auc": v, "test_roc_auc": t}
+                               for e, v, t in scores]}  # fmt: skip
+
+    table = summarise_milestones([
+        result(BASELINE, 1, [(10, 0.80, 0.82), (30, 0.85, 0.86)]),
+        result(BASELINE, 2, [(10, 0.84, 0.80), (30, 0.87, 0.88)]),
+        result("alpha-1.0", 1, [(10, 0.70, 0.71), (30, 0.75, 0.74)]),
+    ])  # fmt: skip
+    rows = table.set_index(["cell", "epochs"])
+    assert list(rows.index) == [("alpha-1.0", 10), ("alpha-1.0", 30), (BASELINE, 10), (BASELINE, 30)]
+    assert rows.loc[(BASELINE, 30), "seeds"] == 2
+    assert rows.loc[(BASELINE, 10), "test_roc_auc_mean"] == pytest.approx(0.81)
+    assert rows.loc[(BASELINE, 10), "val_roc_auc_std"] == pytest.approx(np.std([0.8, 0.84], ddof=1))
+    assert np.isnan(rows.loc[("alpha-1.0", 30), "test_roc_auc_std"])

@@ -361,6 +361,7 @@ def test_fit_restores_and_saves_the_best_validation_epoch(tmp_path, monitor):
         tmp_path / "head.keras",
         tmp_path / "history.csv",
         monitor,
+        snapshots={2: tmp_path / "epoch_2.keras", 6: tmp_path / "epoch_6.keras"},
     )
 
     history = pd.read_csv(tmp_path / "history.csv")
@@ -387,6 +388,14 @@ def test_fit_restores_and_saves_the_best_validation_epoch(tmp_path, monitor):
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(saved({"features": features})), logits, rtol=1e-6
     )
+    # A snapshot is what training that many epochs would have kept: the best so far.
+    first_two = history.iloc[:2]
+    best_of_two = first_two["val_loss"].idxmin() if monitor == "val_loss" else first_two["val_auc"].idxmax()
+    for path, epoch in ((tmp_path / "epoch_2.keras", best_of_two), (tmp_path / "epoch_6.keras", best)):
+        snapshot = keras.saving.load_model(path)
+        snap_logits = keras.ops.convert_to_numpy(snapshot({"features": features})).astype(np.float64)
+        snap_ce = -np.log(softmax(snap_logits)[np.arange(64), 1 - labels]).mean()
+        assert snap_ce == pytest.approx(history["val_loss"].iloc[epoch], rel=1e-5)
 
 
 def test_fit_rejects_an_unknown_monitor(tmp_path):

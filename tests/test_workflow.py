@@ -658,6 +658,13 @@ def test_ablation_grid_runs_and_tabulates(tiny_run):
     assert table.loc["optimizer-adam", "paper_ham10000_accuracy"] == 0.7414
     figure = cv2.imread(str(tiny_run / "results/test/figures/ablation.png"))
     assert figure is not None and figure.std() > 10
+    # Each cell scored after 1 epoch (the milestone) and after its own 2.
+    epochs = pd.read_csv(tiny_run / "results/test/ablation/epochs.csv")
+    assert sorted(epochs.groupby("cell")["epochs"].apply(list).map(tuple)) == [(1, 2)] * 3
+    final = epochs[epochs["epochs"] == 2].set_index("cell")["test_roc_auc_mean"]
+    np.testing.assert_allclose(final[table.index], table["roc_auc_mean"], atol=1e-6)
+    figure = cv2.imread(str(tiny_run / "results/test/figures/ablation_epochs.png"))
+    assert figure is not None and figure.std() > 10
     variant = np.load(tiny_run / "results/test/ablation/preprocessed/none/shard_0.npz")
     main = np.load(tiny_run / "results/test/preprocessed/shard_0.npz")
     assert list(variant["image_ids"]) == list(main["image_ids"])
@@ -681,6 +688,9 @@ def test_suite_resumes_a_finished_run_and_writes_the_results_doc(tiny_run):
     doc = (tiny_run / "docs/results.md").read_text()
     assert f"| student | {student['metrics']['roc_auc']:.3f} [{low:.3f}, {high:.3f}]" in doc
     assert re.search(r"^\| baseline \| \d+ \| 1 \| ", doc, flags=re.M)
+    epochs = pd.read_csv(tiny_run / "results/test/ablation/epochs.csv").set_index(["cell", "epochs"])
+    first = epochs.loc[("baseline", 1)]
+    assert f"| baseline | 1 | 1 | {first['val_roc_auc_mean']:.3f} | {first['test_roc_auc_mean']:.3f} |" in doc
 
 
 def test_every_rule_states_what_a_cluster_job_needs():

@@ -168,6 +168,25 @@ def ablation_figure(table: pd.DataFrame, out: str | os.PathLike) -> None:
     _save(fig, out)
 
 
+def milestones_figure(table: pd.DataFrame, out: str | os.PathLike) -> None:
+    """Mean ROC AUC against training epochs per ablation cell, with the seed spread, on the
+    validation split (where settings are chosen) and the test split."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    for ax, split in zip(axes, ("val", "test")):
+        for cell, part in table.groupby("cell", sort=False):
+            ax.errorbar(
+                part["epochs"], part[f"{split}_roc_auc_mean"],
+                yerr=part[f"{split}_roc_auc_std"].fillna(0), marker="o", capsize=3, label=cell,
+            )  # fmt: skip
+        ax.set_xlabel("training epochs")
+        ax.set_title(f"{split} split", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("ROC AUC (mean over seeds)")
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    _save(fig, out)
+
+
 def reliability_figure(
     curves: Mapping[str, Mapping[str, Any]],
     threshold: float,

@@ -176,6 +176,24 @@ class _EpochCheckpoint(keras.callbacks.Callback):
             np.savez(handle, **arrays)
 
 
+class _Snapshots(keras.callbacks.Callback):
+    """At each epoch in ``paths``, the best-so-far ``network`` saved there: what training
+    for that many epochs would have kept (the batches do not depend on the epoch count)."""
+
+    def __init__(self, paths: Mapping[int, Path], best: _ResumableBest, network: keras.Model):
+        super().__init__()
+        self.paths, self.best, self.network = paths, best, network
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 not in self.paths:
+            return
+        current = self.model.get_weights()
+        if self.best.best_weights is not None:
+            self.model.set_weights(self.best.best_weights)
+        save_keras(inference_copy(self.network), self.paths[epoch + 1])
+        self.model.set_weights(current)
+
+
 def _resume(model: keras.Model, checkpoint: Checkpoint) -> dict[str, Any] | None:
     """Load a checkpoint written under the same key into ``model`` (compiled) and its
     optimizer; its state, or None when there is none to resume."""
@@ -220,6 +238,7 @@ def fit_classifier(
     checkpoint: Checkpoint | None = None,
     network: keras.Model | None = None,
     label_smoothing: float = 0.0,
+    snapshots: Mapping[int, Path] | None = None,
 ) -> keras.Model:
     """Train, restore the weights of the best epoch on ``monitor`` and save them.
 
@@ -232,7 +251,8 @@ def fit_classifier(
     With a ``checkpoint``, every epoch is saved there, a killed fit resumes from its last
     epoch and ends with the weights of an uninterrupted one, and the checkpoint is removed
     once the model is saved. ``label_smoothing`` (plain classifiers) smooths the targets.
-    Returns the saved model.
+    ``snapshots``: epoch -> path, where the best-so-far network (class logits) is saved at
+    the end of that epoch. Returns the saved model.
     """
     allowed = [f"{prefix}{name}" for prefix in ("", "val_") for name in METRIC_NAMES]
     if monitor not in allowed:
@@ -255,6 +275,9 @@ def fit_classifier(
     # patience = epochs: never stops early; only keeps and, at the end, restores the best.
     best = _ResumableBest(monitor, epochs, resumed)
     callbacks = [best, _EpochLog()]
+    if snapshots:
+        # After `best`, which has just taken this epoch into account.
+        callbacks.append(_Snapshots(snapshots, best, network or model))
     if checkpoint is not None:
         callbacks.append(_EpochCheckpoint(checkpoint, best, rows))
     # shuffle=False: the batches shuffle themselves, seeded by epoch; Keras' own shuffle of

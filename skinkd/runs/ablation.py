@@ -115,6 +115,23 @@ def summarise(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return table.reset_index()
 
 
+def summarise_milestones(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Mean and standard deviation over seeds of each cell's validation and test ROC AUC at
+    each of its epoch counts (``run_cell``'s milestones)."""
+    frame = pd.DataFrame(
+        [
+            {"cell": r["cell"], "factor": r["factor"], "value": str(r["value"]), **scores}
+            for r in results
+            for scores in r["milestones"]
+        ]
+    )
+    grouped = frame.groupby(["cell", "factor", "value", "epochs"], sort=False)
+    table = grouped[["val_roc_auc", "test_roc_auc"]].agg(["mean", "std"])
+    table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
+    table.insert(0, "seeds", grouped.size())
+    return table.reset_index().sort_values(["cell", "epochs"], kind="stable")
+
+
 def run_cell(
     cell_id: str,
     cell: Mapping[str, Any],
@@ -127,21 +144,35 @@ def run_cell(
     max_train_images: int | None,
     threshold: float,
     checkpoint: Checkpoint | None = None,
+    milestones: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Train one cell's student for one seed (resumable with a ``checkpoint``) and score it
-    on the test split."""
+    on the test split; with ``milestones``, also the student it would have kept had it
+    trained for each of those epoch counts (below its own), on the validation and test
+    splits (``milestones`` in the result, the final student's last)."""
     import tempfile
     import time
     from pathlib import Path
 
-    from skinkd.data.cache import load_split
-    from skinkd.data.classes import malignant_probability
+    from skinkd.data.cache import load_splits
+    from skinkd.data.classes import binary_logits, malignant_mask, malignant_probability
     from skinkd.evaluate.metrics import classification_metrics
-    from skinkd.nn.models import keras_logits
+    from skinkd.nn.models import keras_logits, load_model
     from skinkd.student.train import distil_from_cache
 
-    test_images, test_labels, _ = load_split(shard_paths, splits, "test")
+    data = load_splits(shard_paths, splits, ("val", "test"))
+    test_images, test_labels, _ = data["test"]
+    epochs = cell["student"]["epochs"]
+    malignant = malignant_mask(cell["student"]["classes"], mapping)
+
+    def auc(model, split: str, collapse: bool) -> float:
+        images, labels, _ = data[split]
+        logits = keras_logits(model, images)
+        logits = binary_logits(logits, malignant) if collapse else logits
+        return classification_metrics(labels, malignant_probability(logits), threshold)["roc_auc"]
+
     with tempfile.TemporaryDirectory() as scratch:
+        snapshots = {e: Path(scratch) / f"epoch_{e}.keras" for e in milestones if e < epochs}
         start = time.perf_counter()
         student, train_count = distil_from_cache(
             shard_paths,
@@ -155,9 +186,19 @@ def run_cell(
             out_history=Path(scratch) / "history.csv",
             max_train_images=max_train_images,
             checkpoint=checkpoint,
+            snapshots=snapshots,
         )
         seconds = time.perf_counter() - start
+        scores = [
+            {"epochs": e, "val_roc_auc": auc(load_model(path), "val", True),
+             "test_roc_auc": auc(load_model(path), "test", True)}
+            for e, path in snapshots.items()
+        ]  # fmt: skip
     prob = malignant_probability(keras_logits(student, test_images))
+    scores.append(
+        {"epochs": epochs, "val_roc_auc": auc(student, "val", False),
+         "test_roc_auc": auc(student, "test", False)}
+    )  # fmt: skip
     log.info("cell %s seed %d: %.0f s", cell_id, seed, seconds)
     return {
         "cell": cell_id,
@@ -169,4 +210,5 @@ def run_cell(
         "train_images": int(train_count),
         "train_seconds": round(seconds, 1),
         "test": classification_metrics(test_labels, prob, threshold),
+        "milestones": scores,
     }

@@ -58,6 +58,7 @@ def _ci(evaluation: Mapping[str, Any], metric: str) -> str:
 def load_run(results: Path, name: str) -> dict[str, Any] | None:
     run = results / name
     ablation = run / "ablation" / "ablation.csv"
+    epochs = run / "ablation" / "epochs.csv"
     # A factor study runs only the ablation grid: no eval folder, its table is the result.
     if not (run / "eval").is_dir() and not ablation.exists():
         return None
@@ -71,6 +72,7 @@ def load_run(results: Path, name: str) -> dict[str, Any] | None:
         "ablation_budget": ablation_budget(run) if ablation.exists() else None,
         "evals": evals,
         "ablation": pd.read_csv(ablation) if ablation.exists() else None,
+        "epochs": pd.read_csv(epochs) if epochs.exists() else None,
         "job_seconds": job_seconds(run),
         "wall_seconds": wall_seconds(run),
         "test_images": next(iter(evals.values()))["metrics"]["n"] if evals else 0,
@@ -151,9 +153,32 @@ def metrics_section(label: str, command: str, run: Mapping[str, Any]) -> list[st
                 f"{row['roc_auc_std']:.3f} | {row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f} | "
                 f"{_paper(row.get('paper_ham10000_accuracy'))} |"
             )
+    lines += epochs_section(run.get("epochs"))
     for name, external in run.get("external", {}).items():
         lines += external_section(name, external)
     return lines + [""]
+
+
+def _mean_sd(mean: float, sd: float) -> str:
+    """One seed has no spread: its mean alone."""
+    return f"{mean:.3f}" if pd.isna(sd) else f"{mean:.3f} ± {sd:.3f}"
+
+
+def epochs_section(epochs: pd.DataFrame | None) -> list[str]:
+    """Each ablation cell's ROC AUC against its training epochs, where it was scored at more
+    than its final epoch (``ablation.milestones``)."""
+    if epochs is None or epochs.groupby("cell")["epochs"].nunique().max() < 2:
+        return []
+    lines = ["", "ROC AUC against training epochs (the best-so-far student on validation loss "
+             "at each count; mean ± sd over seeds):", "",
+             "| cell | epochs | seeds | validation ROC AUC | test ROC AUC |", "|---|---|---|---|---|"]  # fmt: skip
+    for _, row in epochs.iterrows():
+        lines.append(
+            f"| {row['cell']} | {row['epochs']} | {row['seeds']} | "
+            + " | ".join(_mean_sd(row[f"{s}_roc_auc_mean"], row[f"{s}_roc_auc_std"])
+                         for s in ("val", "test")) + " |"
+        )  # fmt: skip
+    return lines
 
 
 def _external_cells(entry: Mapping[str, Any], threshold: str) -> list[str]:

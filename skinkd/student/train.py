@@ -52,13 +52,15 @@ def train_student(
     seed: int = 0,
     monitor: str = "val_loss",
     checkpoint: Checkpoint | None = None,
+    snapshots: Mapping[int, Path] | None = None,
 ) -> keras.Model:
     """Distil a student from stored teacher logits; keyword names follow the config's
     ``student`` section. ``malignant`` has one entry per output class (labels are class
     indices; the teacher's logits have as many columns). ``augment``: the config's
     ``augment`` section (None: no augmentation); ``views``: the teacher's logits on cached
     augmented views instead (consistent distillation). Seeded: two runs on one machine
-    give identical histories. ``checkpoint``: resumable, see ``fit_classifier``."""
+    give identical histories. ``checkpoint``: resumable; ``snapshots``: epoch -> path of
+    the best-so-far student then (see ``fit_classifier``)."""
     keras.utils.set_random_seed(seed)
     train = ImageBatches(
         train_images,
@@ -99,6 +101,7 @@ def train_student(
         malignant=malignant,
         checkpoint=checkpoint,
         network=student,
+        snapshots=snapshots,
     )
 
 
@@ -131,12 +134,14 @@ def distil_from_cache(
     out_history: Path,
     max_train_images: int | None = None,
     checkpoint: Checkpoint | None = None,
+    snapshots: Mapping[int, Path] | None = None,
 ) -> tuple[keras.Model, int]:
     """``train_student`` on the cached train and val splits with the stored teacher logits;
     ``student`` is the config's student section (``classes``: binary or dx; ``distillation``:
     fixed or consistent), ``mapping`` the dataset's dx mapping. With ``max_train_images``,
-    a stratified seeded subsample of the training split; ``checkpoint``: resumable (see
-    ``fit_classifier``). Returns the student and its training-set size."""
+    a stratified seeded subsample of the training split; ``checkpoint``: resumable,
+    ``snapshots``: best-so-far students at those epochs (see ``fit_classifier``). Returns
+    the student and its training-set size."""
     settings = dict(student)
     classes, distillation = settings.pop("classes"), settings.pop("distillation")
     malignant = malignant_mask(classes, mapping)
@@ -169,6 +174,7 @@ def distil_from_cache(
         views=views,
         seed=seed,
         checkpoint=checkpoint,
+        snapshots=snapshots,
         **settings,
     )
     return model, len(train_ids)

@@ -52,6 +52,7 @@ rule ablation_cell:
         augment=config["augment"],
         max_train_images=config["ablation"]["max_train_images"],
         threshold=config["evaluate"]["threshold"],
+        milestones=config["ablation"]["milestones"],
     script:
         "../scripts/ablation_cell.py"
 
@@ -76,6 +77,18 @@ rule ablation_table:
             category="Ablation",
             labels={"figure": "ablation"},
         ),
+        epochs=report(
+            f"{RESULTS}/ablation/epochs.csv",
+            caption="../report/ablation_epochs.rst",
+            category="Ablation",
+            labels={"table": "ROC AUC against epochs"},
+        ),
+        epochs_figure=report(
+            f"{RESULTS}/figures/ablation_epochs.png",
+            caption="../report/ablation_epochs_figure.rst",
+            category="Ablation",
+            labels={"figure": "ROC AUC against epochs"},
+        ),
     log:
         f"{RESULTS}/logs/ablation_table.log",
     conda:
@@ -93,3 +106,5 @@ rule ablation:
     input:
         f"{RESULTS}/ablation/ablation.csv",
         f"{RESULTS}/figures/ablation.png",
+        f"{RESULTS}/ablation/epochs.csv",
+        f"{RESULTS}/figures/ablation_epochs.png",

@@ -21,6 +21,7 @@ def main() -> None:
         max_train_images=snakemake.params.max_train_images,
         threshold=snakemake.params.threshold,
         checkpoint=rule_checkpoint(snakemake),
+        milestones=snakemake.params.milestones,
     )
     write_text(json.dumps(result, indent=2, allow_nan=False) + "\n", snakemake.output.result)
 
