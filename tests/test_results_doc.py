@@ -221,3 +221,31 @@ def test_external_set_is_tabulated_with_its_overlap_and_read(tmp_path):
     assert (f"on `kaggle`, 60 of 100 images match a training or validation image of the run; "
             f"the student's ROC AUC is {whole['metrics']['roc_auc']:.3f} on the whole set and "
             f"{unseen['metrics']['roc_auc']:.3f} on the 40 unseen images ({gap:+.3f}).") in text  # fmt: skip
+
+
+def test_an_archived_run_renders_as_its_outputs_did_once_they_are_gone(tmp_path):
+    import shutil
+
+    from skinkd.runs.archive import read_archive, write_archive
+    from skinkd.runs.results_doc import load_run
+
+    table = ablation_table(0.85, 0.80, 0.01)
+    fake_run(tmp_path / "results", "grouped", 1.0, table)
+    epochs = pd.DataFrame({"cell": ["baseline", "baseline"], "factor": "baseline", "value": "",
+                           "epochs": [10, 30], "seeds": 1, "val_roc_auc_mean": [0.8, 0.9],
+                           "val_roc_auc_std": np.nan, "test_roc_auc_mean": [0.7, 0.85],
+                           "test_roc_auc_std": np.nan})  # fmt: skip
+    epochs.to_csv(tmp_path / "results/grouped/ablation/epochs.csv", index=False)
+    runs = [{"name": "grouped", "label": "Grouped", "targets": ["all"], "configfiles": ["a.yaml"]}]
+    live = render(runs, tmp_path / "results")
+    record = {"name": "grouped", "finished": "2026-12-07T11:00:00+0000", "commit": "abc123"}
+    write_archive(load_run(tmp_path / "results", "grouped"), record, tmp_path / "docs/grouped.json")
+    shutil.rmtree(tmp_path / "results")
+    assert "Not run yet" in render(runs, tmp_path / "results")
+    archived = render(runs, tmp_path / "results", archive=tmp_path / "docs")
+    # The same document, plus when and with which code the run finished.
+    assert archived.replace(" Finished 2026-12-07T11:00:00+0000 at commit abc123.", "") == live
+    assert "| baseline | 10 | 1 | 0.800 | 0.700 |" in archived
+    restored = read_archive(tmp_path / "docs/grouped.json")
+    pd.testing.assert_frame_equal(restored["ablation"], table, check_dtype=False)
+    assert read_archive(tmp_path / "docs/absent.json") is None

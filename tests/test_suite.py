@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import os
 import re
 import sys
@@ -107,3 +109,19 @@ def test_wall_time_is_the_union_of_job_intervals(tmp_path):
     benchmark(tmp_path / "benchmarks/ablation/c.tsv", 10, 1_001_010)
     assert wall_seconds(tmp_path) == pytest.approx(160)
     assert wall_seconds(tmp_path, "benchmarks/ablation/*.tsv") == pytest.approx(10)
+
+
+def test_a_run_records_the_commit_of_its_code(tmp_path):
+    from skinkd.runs.suite import code_commit
+
+    assert code_commit(tmp_path) == "unknown"
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git[:3], "init", "-q"], check=True)
+    (tmp_path / "a.txt").write_text("one\n")
+    subprocess.run([*git, "add", "a.txt"], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    head = subprocess.run([*git[:3], "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()  # fmt: skip
+    assert code_commit(tmp_path) == head
+    (tmp_path / "a.txt").write_text("two\n")
+    assert code_commit(tmp_path) == f"{head}+changes"

@@ -683,6 +683,10 @@ def test_suite_resumes_a_finished_run_and_writes_the_results_doc(tiny_run):
     assert "Nothing to be done" in (tiny_run / "results/suite/logs/test.log").read_text()
     record = yaml.safe_load((tiny_run / "results/suite/test.json").read_text())
     assert record["command"] == f"snakemake all ablation --cores 2 --configfile {TEST_PRESET}"
+    # The archive holds what the document reads, and the run's provenance.
+    archive = json.loads((tiny_run / "docs/runs/test.json").read_text())
+    assert archive["record"] == record
+    assert archive["evals"]["student"] == json.loads((tiny_run / "results/test/eval/student.json").read_text())
     student = yaml.safe_load((tiny_run / "results/test/eval/student.json").read_text())
     low, high = student["intervals"]["roc_auc"]
     doc = (tiny_run / "docs/results.md").read_text()

@@ -23,6 +23,7 @@ import pandas as pd
 
 from skinkd.atomic import write_text
 from skinkd.evaluate.external import ordered_splits
+from skinkd.runs.archive import read_archive
 from skinkd.runs.paper import PAPER_FIGURES
 from skinkd.runs.readings import (
     ADDITION_READINGS,
@@ -107,13 +108,21 @@ def ablation_budget(run: Path) -> dict[str, Any]:
     }
 
 
+def _provenance(record: Mapping[str, Any] | None) -> str:
+    """When and with which code an archived run finished."""
+    if not record:
+        return ""
+    return f" Finished {record['finished']} at commit {record.get('commit', 'unknown')}."
+
+
 def metrics_section(label: str, command: str, run: Mapping[str, Any]) -> list[str]:
     lines = [
         f"### {label}",
         "",
         f"`{command}`: {run['wall_seconds'] / 60:.1f} min wall "
         f"({run['job_seconds'] / 60:.1f} min of job time)"
-        + (f", {run['test_images']} test images." if run["evals"] else ", the ablation grid only."),
+        + (f", {run['test_images']} test images." if run["evals"] else ", the ablation grid only.")
+        + _provenance(run.get("record")),
     ]
     if run["evals"]:
         lines += ["", "| model | ROC AUC [95% CI] | accuracy | MCC | sensitivity | specificity |",
@@ -215,14 +224,27 @@ def external_section(name: str, external: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def render(runs: Sequence[Mapping[str, Any]], results: Path, notes: Sequence[str] = ()) -> str:
-    loaded = {r["name"]: load_run(results, r["name"]) for r in runs}
+def render(
+    runs: Sequence[Mapping[str, Any]],
+    results: Path,
+    notes: Sequence[str] = (),
+    archive: Path | None = None,
+) -> str:
+    """The document; each run from its outputs under ``results`` or, where they are absent,
+    from its archive under ``archive`` (``skinkd.runs.archive``)."""
+    loaded = {
+        r["name"]: load_run(results, r["name"])
+        or (read_archive(archive / f"{r['name']}.json") if archive else None)
+        for r in runs
+    }
     walls = [run["wall_seconds"] for run in loaded.values() if run]
     lines = [
         "# Results",
         "",
-        "Generated from the runs' outputs under `results/` by `snakemake suite --cores 2`, which "
-        "first runs (or resumes) every run listed in `docs/runs.yaml`; do not edit by hand.",
+        "Generated from the runs' outputs under `results/`, or where a run's outputs are not on "
+        "this machine from its archive `docs/runs/<name>.json` (written when the run finished), "
+        "by `snakemake suite --cores 2`, which first runs (or resumes) every run listed in "
+        "`docs/runs.yaml`; do not edit by hand.",
         "",
         f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python "
         f"{platform.python_version()}, {_gpu()}. All runs together: "
@@ -279,8 +301,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--runs", default="docs/runs.yaml")
     parser.add_argument("--results", default="results")
     parser.add_argument("--out", default="docs/results.md")
+    parser.add_argument("--archive", default="docs/runs", help="archived runs (docs/runs/<name>.json)")
     args = parser.parse_args(argv)
-    text = render(load_runs(args.runs), Path(args.results), load_notes(args.runs))
+    text = render(
+        load_runs(args.runs), Path(args.results), load_notes(args.runs), Path(args.archive)
+    )
     write_text(text, args.out)
 
 

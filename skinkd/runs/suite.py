@@ -139,4 +139,21 @@ def run_one(
         "command": display_command(run, cores),
         "seconds_this_invocation": round(seconds, 1),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "commit": code_commit(workdir),
     }
+
+
+def code_commit(workdir: str | Path) -> str:
+    """The checkout's commit, ``+changes`` where tracked files differ from it; ``unknown``
+    outside git."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(workdir), *args], capture_output=True,
+                              text=True, check=True).stdout.strip()  # fmt: skip
+
+    try:
+        commit = git("rev-parse", "--short=12", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+changes" if changed else "")

@@ -16,6 +16,7 @@ rule suite_run:
         runs=SUITE_FILE,
     output:
         record="results/suite/{run}.json",
+        archive="docs/runs/{run}.json",
     log:
         "results/suite/logs/{run}.log",
     wildcard_constraints:
