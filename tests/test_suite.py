@@ -32,7 +32,7 @@ def write_runs(tmp_path, text):
 
 def test_project_runs_file_loads_and_names_existing_presets():
     runs = load_runs(PROJECT / "docs" / "runs.yaml")
-    assert {"ham10000_cpu", "ham10000_cpu_alpha1", "ham10000_cpu_image", "kaggle_cpu"} <= {r["name"] for r in runs}
+    assert {"ham10000_pretrained", "ham10000_pretrained_image", "kaggle_cpu"} <= {r["name"] for r in runs}
     for run in runs:
         for path in run["configfiles"]:
             assert (PROJECT / path).is_file(), f"{run['name']}: {path}"
