@@ -132,6 +132,8 @@ rule soft_labels:
         soft_labels=f"{RESULTS}/teacher/soft_labels.npz",
     log:
         f"{RESULTS}/logs/soft_labels.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/soft_labels.tsv"
     conda:
         ENV_TRAIN
     threads: 2
