@@ -1,8 +1,10 @@
 """Benchmark: batch-1 latency of the student, Keras and TFLite (fp32, fp16, int8), with 1
-and 2 threads (not a test).
+and 2 threads, at each input side of --image-sizes (not a test).
 
-The student is built at --image-size with seeded random weights (the cost of a forward pass
-does not depend on the weights) and exported with skinkd.edge.export.export_tflite; the int8
+The student (two outputs, or the seven diagnoses with --classes dx, exported as seven class
+logits and read through the clinical mapping's malignant mask, as the workflow does) is
+built at each side with seeded random weights (the cost of a forward pass does not depend
+on the weights) and exported with skinkd.edge.export.export_tflite; the int8
 model is calibrated on preprocessed synthetic lesions. Each model runs one uint8 image at a
 time through the project's own classes (TFLiteClassifier: input quantisation included;
 Keras: predict_on_batch on the rescaled image), --warmup runs first, then --runs timed
@@ -10,7 +12,7 @@ runs; the median and 90th percentile are reported. Keras runs in a child process
 thread count, since TensorFlow fixes its thread pools at start-up. Writes
 bench/results/latency.json.
 
-    .venv/bin/python bench/latency.py [--image-size 224] [--runs 300] [--warmup 30]
+    .venv/bin/python bench/latency.py [--image-sizes 64 96 128 224] [--classes dx] [--runs 300]
 """
 
 from __future__ import annotations
@@ -65,9 +67,54 @@ def keras_child(args: argparse.Namespace) -> None:
     print(json.dumps(timed(model.predict_logits, image, args.runs, args.warmup)))
 
 
+def side_results(args: argparse.Namespace, size: int, tmp: Path) -> list[dict]:
+    """Every model and thread count at one input side."""
+    import keras
+
+    from skinkd.data.classes import malignant_mask
+    from skinkd.data.lesions import render_lesion
+    from skinkd.data.preprocess import Preprocessing, preprocess_image
+    from skinkd.edge.export import TFLiteClassifier, export_tflite
+    from skinkd.nn.models import with_binary_output
+    from skinkd.student.network import build_student
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(1)
+    params = Preprocessing(image_size=size)
+    representative = np.stack([preprocess_image(render_lesion(rng, k % 2 == 1, 600, 450), params)
+                               for k in range(64)])  # fmt: skip
+    malignant = list(malignant_mask(args.classes, "clinical"))
+    paths = {name: tmp / f"student_{size}_{name}.tflite" for name in ("fp32", "fp16", "int8")}
+    keras_path = tmp / f"student_{size}.keras"
+    # Saved as the workflow saves it: class logits collapsed to benign/malignant.
+    model = with_binary_output(build_student(size, num_classes=len(malignant)), malignant)
+    model.save(keras_path)
+    export_tflite(model, paths["fp16"], paths["int8"], representative, out_fp32=paths["fp32"])
+    image = test_image(size)
+    results = []
+    for threads in args.threads:
+        child = [sys.executable, __file__, "--keras", str(keras_path), "--threads", str(threads),
+                 "--image-sizes", str(size), "--runs", str(args.runs),
+                 "--warmup", str(args.warmup)]  # fmt: skip
+        out = subprocess.run(child, capture_output=True, text=True, check=True).stdout
+        timing = json.loads(out.strip().splitlines()[-1])
+        results.append({"image_size": size, "model": "keras", "threads": threads,
+                        "bytes": keras_path.stat().st_size, **timing})  # fmt: skip
+        print(results[-1], flush=True)
+        for name, path in paths.items():
+            classifier = TFLiteClassifier(path, num_threads=threads,
+                                          malignant=malignant if len(malignant) > 2 else None)  # fmt: skip
+            timing = timed(classifier.predict_logits, image, args.runs, args.warmup)
+            results.append({"image_size": size, "model": f"tflite_{name}", "threads": threads,
+                            "bytes": path.stat().st_size, **timing})  # fmt: skip
+            print(results[-1], flush=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--image-sizes", type=int, nargs="+", default=[64, 96, 128, 224])
+    parser.add_argument("--classes", choices=["binary", "dx"], default="binary")
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -75,46 +122,19 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     if args.keras:
-        args.threads = args.threads[0]
+        args.threads, args.image_size = args.threads[0], args.image_sizes[0]
         keras_child(args)
         return
 
     import keras
 
-    from skinkd.data.lesions import render_lesion
-    from skinkd.data.preprocess import Preprocessing, preprocess_image
-    from skinkd.edge.export import TFLiteClassifier, export_tflite
-    from skinkd.student.network import build_student
-
-    keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(1)
-    params = Preprocessing(image_size=args.image_size)
-    representative = np.stack([preprocess_image(render_lesion(rng, k % 2 == 1, 600, 450), params) for k in range(64)])
-    results = []
     with tempfile.TemporaryDirectory() as tmp:
-        paths = {name: Path(tmp) / f"student_{name}.tflite" for name in ("fp32", "fp16", "int8")}
-        model = build_student(args.image_size)
-        model.save(Path(tmp) / "student.keras")
-        export_tflite(model, paths["fp16"], paths["int8"], representative, out_fp32=paths["fp32"])
-        image = test_image(args.image_size)
-        for threads in args.threads:
-            child = [sys.executable, __file__, "--keras", str(Path(tmp) / "student.keras"),
-                     "--threads", str(threads), "--image-size", str(args.image_size),
-                     "--runs", str(args.runs), "--warmup", str(args.warmup)]  # fmt: skip
-            out = subprocess.run(child, capture_output=True, text=True, check=True).stdout
-            timing = json.loads(out.strip().splitlines()[-1])
-            size = (Path(tmp) / "student.keras").stat().st_size
-            results.append({"model": "keras", "threads": threads, "bytes": size, **timing})
-            print(results[-1], flush=True)
-            for name, path in paths.items():
-                classifier = TFLiteClassifier(path, num_threads=threads)
-                timing = timed(classifier.predict_logits, image, args.runs, args.warmup)
-                results.append({"model": f"tflite_{name}", "threads": threads, "bytes": path.stat().st_size, **timing})
-                print(results[-1], flush=True)
+        results = [row for size in args.image_sizes for row in side_results(args, size, Path(tmp))]
     report = {
         "benchmark": "batch-1 latency of the student",
         "machine": machine(keras_backend=keras.backend.backend()),
-        "image_size": args.image_size,
+        "classes": args.classes,
+        "image_sizes": args.image_sizes,
         "results": results,
     }  # fmt: skip
     write_report(report, args.out)
