@@ -13,6 +13,7 @@ from skinkd.runs.ablation import (
     preprocessing_variant,
     summarise,
     summarise_milestones,
+    variant_image_size,
 )
 from skinkd.runs.paper import with_paper_ablation
 
@@ -40,6 +41,18 @@ def test_spec_grid_varies_one_factor_at_a_time_around_the_chosen_configuration()
             assert differing == {cell["factor"]}, cell_id
     assert cells["temperature-10"]["student"]["temperature"] == 10
     assert cells["preprocessing-none"]["student"] == CHOSEN
+
+
+def test_image_size_cells_train_on_the_runs_preprocessing_at_their_own_side():
+    cells = ablation_cells(CHOSEN, {"image_size": [64, 96, 128]}, [], image_size=96)
+    assert sorted(cells) == [BASELINE, "image_size-128", "image_size-64"]
+    cell = cells["image_size-64"]
+    assert cell["student"] == CHOSEN and cell["preprocessing"] == "size_64"
+    section = {"closing": {"enabled": True}, "resize": {"interpolation": "auto"}}
+    assert preprocessing_variant(section, "size_64") == section
+    assert variant_image_size("size_64", 96) == 64 and variant_image_size("none", 96) == 96
+    with pytest.raises(ValueError, match="size_x"):
+        preprocessing_variant(section, "size_x")
 
 
 def test_epoch_scale_shrinks_every_epoch_count():

@@ -649,6 +649,18 @@ def test_ablation_grid_reuses_the_cache_and_soft_labels(tiny_run):
     )
 
 
+def test_an_image_size_cell_gets_a_cache_at_its_side(tiny_run):
+    factors = {"optimizer": [], "image_size": [32]}
+    override = config_files(tiny_run, TEST_PRESET, ablation={"factors": factors, "preprocessing": []})
+    jobs = planned_jobs(tiny_run, *override, target="ablation")
+    assert jobs == Counter(ablation_cell=2, ablation_preprocess_shard=2, ablation_table=1, ablation=1)
+    snakemake(tiny_run, "results/test/ablation/preprocessed/size_32/shard_0.npz", "--cores", "1", *override)
+    shard = np.load(tiny_run / "results/test/ablation/preprocessed/size_32/shard_0.npz")
+    main = np.load(tiny_run / "results/test/preprocessed/shard_0.npz")
+    assert shard["images"].shape[1:] == (32, 32, 3) and main["images"].shape[1:] == (48, 48, 3)
+    assert list(shard["image_ids"]) == list(main["image_ids"])
+
+
 def test_ablation_grid_runs_and_tabulates(tiny_run):
     snakemake(tiny_run, "ablation", "--cores", "2", "--configfile", TEST_PRESET)
     table = pd.read_csv(tiny_run / "results/test/ablation/ablation.csv").set_index("cell")

@@ -26,8 +26,21 @@ LINEAR_RESIZE = "linear_resize"
 PREPROCESSING_VARIANTS = ("all", "none", *(f"no_{stage}" for stage in STAGES), LINEAR_RESIZE)
 
 
+# The image_size factor's cells: the run's preprocessing at another side (``size_<side>``).
+SIZE_PREFIX = "size_"
+
+
+def variant_image_size(variant: str, image_size: int) -> int:
+    """The input side of a preprocessing variant: its own for ``size_<side>``, otherwise
+    the run's ``image_size``."""
+    return int(variant[len(SIZE_PREFIX):]) if variant.startswith(SIZE_PREFIX) else image_size
+
+
 def preprocessing_variant(preprocess: Mapping[str, Any], variant: str) -> dict[str, Any]:
-    """The ``preprocess`` config section with the stages of ``variant`` switched off."""
+    """The ``preprocess`` config section with the stages of ``variant`` switched off (a
+    ``size_<side>`` variant keeps them all; ``variant_image_size`` gives its side)."""
+    if variant.startswith(SIZE_PREFIX) and variant[len(SIZE_PREFIX):].isdigit():
+        return copy.deepcopy(dict(preprocess))
     if variant not in PREPROCESSING_VARIANTS:
         raise ValueError(f"unknown preprocessing variant {variant!r}")
     section = copy.deepcopy(dict(preprocess))
@@ -48,13 +61,16 @@ def ablation_cells(
     factors: Mapping[str, Sequence[Any]],
     preprocessing: Sequence[str],
     epoch_scale: float = 1.0,
+    image_size: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Cell id -> {factor, value, student settings, preprocessing variant}.
 
     Every value of every factor is tried with the others at the chosen ``student`` values;
     cells equal to the chosen configuration collapse into one ``baseline`` cell. Epoch counts
     (the factor's values and the baseline's) are multiplied by ``epoch_scale`` (at least 1)
-    so a CPU budget can shrink the grid without changing its shape.
+    so a CPU budget can shrink the grid without changing its shape. The ``image_size``
+    factor tries other input sides than the run's ``image_size``: its cells train on the
+    run's preprocessing at that side (variant ``size_<side>``, a cache of its own).
     """
 
     def settings(overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -72,6 +88,15 @@ def ablation_cells(
     }
     for factor, values in factors.items():
         for value in values:
+            if factor == "image_size":
+                if value != image_size:
+                    cells[_cell_id(factor, value)] = {
+                        "factor": factor,
+                        "value": value,
+                        "student": settings({}),
+                        "preprocessing": f"{SIZE_PREFIX}{value}",
+                    }
+                continue
             if value == student[factor]:
                 continue
             cells[_cell_id(factor, value)] = {

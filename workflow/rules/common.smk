@@ -17,7 +17,11 @@ sys.path.insert(0, workflow.basedir)
 from skinkd.config import check_config, check_schema, config_hash
 from skinkd.data.classes import class_names, malignant_mask
 from skinkd.data.preprocess import Preprocessing
-from skinkd.runs.ablation import ablation_cells, preprocessing_variant
+from skinkd.runs.ablation import (
+    ablation_cells,
+    preprocessing_variant,
+    variant_image_size,
+)
 from skinkd.runs.suite import load_runs
 from skinkd.teacher.presets import WEIGHT_RESOURCES, resolve_teacher
 
@@ -46,6 +50,7 @@ ABLATION_CELLS = ablation_cells(
     config["ablation"]["factors"],
     config["ablation"]["preprocessing"],
     config["ablation"]["epoch_scale"],
+    config["image_size"],
 )
 ABLATION_VARIANTS = sorted(
     {cell["preprocessing"] for cell in ABLATION_CELLS.values()} - {"all"}
@@ -242,9 +247,11 @@ def evaluate_inputs(wildcards):
 
 
 def variant_preprocess_params(variant):
-    """Stage parameters of one ablation preprocessing variant (stages switched off)."""
+    """Stage parameters of one ablation preprocessing variant (stages switched off, or
+    another input side)."""
     section = preprocessing_variant(config["preprocess"], variant)
-    return Preprocessing.from_config(section, config["image_size"]).to_dict()
+    side = variant_image_size(variant, config["image_size"])
+    return Preprocessing.from_config(section, side).to_dict()
 
 
 def ablation_cell_shards(wildcards):
