@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pandas as pd
@@ -245,6 +249,16 @@ def test_end_to_end_teacher_trains_backbones_and_labels_from_images_and_views(ti
     np.testing.assert_allclose(tta, np.mean(per_view, axis=0), atol=1e-5)
     plain = teacher_logits(model, teacher, test_images, frozen=False, seed=3)
     np.testing.assert_allclose(plain, per_view[0], atol=1e-5)
+    # A rule process imports only the labelling module, and still reads a teacher with a
+    # ViT stream (its custom layers registered on the way).
+    np.save(root / "test_images.npy", test_images)
+    code = ("import json, sys, numpy as np; from skinkd.teacher.soft_labels import teacher_logits; "
+            "t = json.loads(sys.argv[3]); "
+            "print(json.dumps(teacher_logits(sys.argv[1], t, np.load(sys.argv[2]), frozen=False, seed=3).tolist()))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code, str(model), str(root / "test_images.npy"),
+                           json.dumps(teacher)], capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    np.testing.assert_allclose(np.array(json.loads(done.stdout.strip().splitlines()[-1])), plain, atol=1e-5)
 
 
 def test_fine_tuning_trains_only_the_last_blocks_convolutions(tiny_data):

@@ -18,6 +18,7 @@ from keras import layers
 from skinkd.data.augment import warp_images
 from skinkd.data.preprocess import rescale
 from skinkd.errors import ConfigError
+from skinkd.nn.models import load_model
 from skinkd.teacher.backbones.registry import BACKBONES, KINDS, build_backbone
 
 log = logging.getLogger(__name__)
@@ -148,3 +149,11 @@ def extract_features(
             features[name][start : start + len(batch)] = model.predict_on_batch(batch)
         log.debug("features: %d / %d images", start + len(batch), len(images))
     return features
+
+
+def load_teacher(path: str | Path) -> keras.Model:
+    """A saved teacher, head or whole: ``load_model`` once the backbones' custom layers
+    (the ViT's class token and position embedding) are registered, which importing this
+    module does; a rule process that imports only ``skinkd.nn.models`` cannot read a
+    teacher with a ViT stream."""
+    return load_model(path)

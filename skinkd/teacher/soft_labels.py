@@ -166,9 +166,9 @@ def soft_labels(
     seeded stream (``view_transforms``) the cache used. The student reads the train and val
     rows and the views; the teacher's evaluation reads the test rows.
     """
-    from skinkd.nn.models import load_model
+    from skinkd.teacher.models import load_teacher
 
-    model = load_model(model_path)
+    model = load_teacher(model_path)
     batch, names = teacher["batch_size"], teacher["backbones"]
     k_views = teacher["distillation_views"]
     k_views = teacher["augmented_views"] if k_views is None else k_views
@@ -239,11 +239,11 @@ def teacher_logits(
     the eight dihedral views with ``teacher.tta``. ``frozen``: the saved model is the head,
     fed by the backbones as the feature cache built them (same ``seed``); otherwise the
     saved model takes images."""
-    from skinkd.nn.models import load_model
+    from skinkd.teacher.models import load_teacher
 
     backbones = frozen_backbones(teacher, seed) if frozen else None
     logits_of = _image_logits(
-        load_model(model_path), images, teacher["batch_size"], backbones, teacher["backbones"]
+        load_teacher(model_path), images, teacher["batch_size"], backbones, teacher["backbones"]
     )
     if teacher["tta"]:
         return dihedral_logits(logits_of, len(images)).mean(axis=0)

@@ -12,6 +12,7 @@ from skinkd.data.manifest import read_manifest
 from skinkd.evaluate.explain import grad_cam, sample_by_class, student_forward, teacher_forward
 from skinkd.evaluate.figures import gradcam_figure
 from skinkd.nn.models import keras_logits, load_model
+from skinkd.teacher.models import load_teacher
 from skinkd.workflow import run_rule
 
 log = logging.getLogger("skinkd.explanations")
@@ -30,7 +31,7 @@ def main() -> None:
             malignant_probability(keras_logits(student, images)),
         )
     }
-    teacher = load_model(snakemake.input.teacher)
+    teacher = load_teacher(snakemake.input.teacher)
     malignant = snakemake.params.teacher_malignant
     forward = teacher_forward(teacher, malignant)
     if forward is None:
