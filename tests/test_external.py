@@ -215,10 +215,47 @@ def test_both_classes_must_remain(tmp_path):
 
 def test_unknown_layout_or_mapping_is_a_config_error(tmp_path):
     labels = write_lines(tmp_path / "labels.csv", ["image,label"])
-    with pytest.raises(ConfigError, match="layout: 'ham' is not one of folder, csv, isic"):
+    with pytest.raises(ConfigError, match="layout: 'ham' is not one of folder, csv, isic, ph2"):
         read_labelled_set("ham", labels)
     with pytest.raises(ConfigError, match="mapping: 'strict' is not one of"):
         read_labelled_set("isic", labels, mapping="strict")
+
+
+# ---------------------------------------------------------------- labelled sets: PH2
+
+
+def test_ph2_labels_come_from_the_diagnosis_and_bad_rows_are_named(tmp_path):
+    for k in range(1, 6):
+        write_rgb(tmp_path / "images" / f"IMD{k:03d}.jpg", rgb_array(seed=k))
+    labels = write_lines(tmp_path / "labels.csv", [
+        "image_id,file,dx,malignant",
+        "IMD001,images/IMD001.jpg,common_nevus,0",
+        "IMD002,images/IMD002.jpg,atypical_nevus,0",
+        "IMD003,images/IMD003.jpg,melanoma,1",
+        "IMD004,images/IMD004.jpg,melanoma,0",
+        "IMD005,images/IMD005.jpg,blue_nevus,0",
+        "IMD006,images/IMD006.jpg,melanoma,1",
+        "IMD007,../IMD007.jpg,melanoma,1",
+    ])  # fmt: skip
+    assert detect_layout(labels) == "ph2"
+    found = read_labelled_set("ph2", labels, on_bad_image="skip")
+    assert [(i.image_id, i.label, i.dx) for i in found.images] == [
+        ("IMD001", 0, "common_nevus"), ("IMD002", 0, "atypical_nevus"), ("IMD003", 1, "melanoma")]  # fmt: skip
+    reasons = dict(found.rejected)
+    assert "contradicts dx 'melanoma'" in reasons[f"{labels}:5"]
+    assert "unknown dx 'blue_nevus'" in reasons[f"{labels}:6"]
+    assert "does not exist" in reasons[f"{labels}:7"]
+    assert "leaves" in reasons[f"{labels}:8"]
+    with pytest.raises(DataError, match=r"4 bad row\(s\)"):
+        read_labelled_set("ph2", labels)
+
+
+def test_the_shared_ph2_set_reads_as_its_readme_counts():
+    labels = require_shared("ph2") / "labels.csv"
+    found = read_labelled_set(detect_layout(labels), labels)
+    assert len(found.images) == 200 and not found.rejected
+    assert sum(i.label for i in found.images) == 40
+    assert sorted({i.dx for i in found.images}) == ["atypical_nevus", "common_nevus", "melanoma"]
 
 
 # ---------------------------------------------------------------- labelled sets: ISIC ground truth

@@ -165,8 +165,8 @@ def test_ham10000_preset_plans_without_synthesis(tmp_path):
     jobs = planned_jobs(tmp_path, *shared_data_config(tmp_path, str(PROJECT / "config/ham10000.yaml")))
     assert "synthesize" not in jobs
     assert jobs["manifest"] == 1 and jobs["preprocess_shard"] == 8
-    # Every HAM10000 run reports on the Kaggle sample and the ISIC 2018 test set.
-    assert jobs["external_metrics"] == 2 and jobs["external_predictions"] == 6
+    # Every HAM10000 run reports on the Kaggle sample, the ISIC 2018 test set and PH2.
+    assert jobs["external_metrics"] == 3 and jobs["external_predictions"] == 9
 
 
 def test_kaggle_preset_plans_without_synthesis(tmp_path):

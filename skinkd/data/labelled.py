@@ -1,5 +1,6 @@
 """Labelled image sets on disk, read without pandas (``skinkd evaluate`` runs on the edge
-install): class folders, a CSV of ``image,label``, and the ISIC challenge ground truth.
+install): class folders, a CSV of ``image,label``, the ISIC challenge ground truth, and PH2's
+own label file.
 
 Each reader returns a ``LabelledSet``: the usable rows and the rejected ones with the reason.
 A bad row (missing image, unknown label, a row that is not one-hot, a path leaving the set's
@@ -27,7 +28,10 @@ HAM_MALIGNANT = {
     "clinical": frozenset({"mel", "bcc", "akiec"}),
 }
 ISIC_COLUMNS = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
-LAYOUTS = ("folder", "csv", "isic")
+LAYOUTS = ("folder", "csv", "isic", "ph2")
+# PH2 (Mendonca et al. 2013): melanoma is malignant, common and atypical nevi benign.
+PH2_COLUMNS = ("image_id", "file", "dx", "malignant")
+PH2_DX = {"common_nevus": 0, "atypical_nevus": 0, "melanoma": 1}
 DIVISIONS = ("train", "test")
 _LABEL_WORDS = {"benign": 0, "malignant": 1, "0": 0, "1": 1}
 _SHOWN_ERRORS = 10
@@ -133,19 +137,22 @@ def folder_records(
 
 
 def detect_layout(labels: str | os.PathLike) -> str:
-    """folder for a folder; isic for a CSV whose header has the ISIC diagnosis columns; csv
-    for one with image and label columns."""
+    """folder for a folder; isic for a CSV whose header has the ISIC diagnosis columns; ph2
+    for PH2's image_id,file,dx,malignant; csv for one with image and label columns."""
     path = Path(labels)
     if path.is_dir():
         return "folder"
     header = _read_rows(path)[0][1]
     if set(ISIC_COLUMNS) <= set(header):
         return "isic"
+    if set(PH2_COLUMNS) <= set(header):
+        return "ph2"
     if {"image", "label"} <= set(header):
         return "csv"
     raise DataError(
         f"{path}: cannot tell the layout from the header {header}: a labels CSV has the "
-        f"columns image,label, an ISIC ground truth image,{','.join(ISIC_COLUMNS)}"
+        f"columns image,label, an ISIC ground truth image,{','.join(ISIC_COLUMNS)}, PH2's "
+        f"{','.join(PH2_COLUMNS)}"
     )
 
 
@@ -268,6 +275,36 @@ def _isic_set(labels: Path, images: Path, mapping: str) -> LabelledSet:
     return found
 
 
+def _ph2_set(labels: Path) -> LabelledSet:
+    """PH2's labels.csv: the label from ``dx`` (melanoma malignant, the nevi benign), which
+    its ``malignant`` column must agree with; ``file`` relative to the CSV."""
+    found = LabelledSet()
+    seen: set[str] = set()
+    for line, row in _table(labels, PH2_COLUMNS):
+        where = f"{labels}:{line}"
+        if "" in row:
+            found.rejected.append((where, row[""]))
+            continue
+        path = _inside(labels.parent, row["file"])
+        label = PH2_DX.get(row["dx"])
+        if path is None:
+            reason = f"image path {row['file']!r} is empty, absolute or leaves {labels.parent}"
+        elif label is None:
+            reason = f"unknown dx {row['dx']!r} ({', '.join(PH2_DX)})"
+        elif row["malignant"] != str(label):
+            reason = f"malignant {row['malignant']!r} contradicts dx {row['dx']!r}"
+        elif not path.is_file():
+            reason = f"image {path} does not exist"
+        elif row["image_id"] in seen:
+            reason = f"image {row['image_id']!r} is listed twice"
+        else:
+            seen.add(row["image_id"])
+            found.images.append(LabelledImage(row["image_id"], str(path), label, row["dx"]))
+            continue
+        found.rejected.append((where, reason))
+    return found
+
+
 def read_labelled_set(
     layout: str,
     labels: str | os.PathLike,
@@ -279,9 +316,9 @@ def read_labelled_set(
     malignant_classes: Sequence[str] = ("malignant",),
 ) -> LabelledSet:
     """Read a labelled set. ``labels``: the class folder's root (folder), the image,label
-    CSV (csv; paths relative to it) or the ISIC ground-truth CSV (isic; images by name
-    under ``images``, default the CSV's folder). ``mapping`` turns diagnoses into benign /
-    malignant (isic). Both classes must remain."""
+    CSV (csv; paths relative to it), the ISIC ground-truth CSV (isic; images by name
+    under ``images``, default the CSV's folder) or PH2's labels.csv (ph2). ``mapping`` turns
+    diagnoses into benign / malignant (isic). Both classes must remain."""
     if layout not in LAYOUTS:
         raise ConfigError(f"layout: {layout!r} is not one of {', '.join(LAYOUTS)}")
     if mapping not in HAM_MALIGNANT:
@@ -294,6 +331,8 @@ def read_labelled_set(
         )
     elif layout == "csv":
         found = _csv_set(labels)
+    elif layout == "ph2":
+        found = _ph2_set(labels)
     else:
         found = _isic_set(labels, Path(images) if images else labels.parent, mapping)
     if found.rejected:
