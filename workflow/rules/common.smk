@@ -172,7 +172,7 @@ def teacher_feature_params():
 def teacher_preprocess_params():
     """Stage parameters of the teacher's own cache (its size and stage variant)."""
     section = preprocessing_variant(config["preprocess"], TEACHER["preprocessing"])
-    if TEACHER["color_constancy"] is not None:
+    if TEACHER["color_constancy"] != "same":
         section["color_constancy"] = {
             **section["color_constancy"],
             "method": TEACHER["color_constancy"],
