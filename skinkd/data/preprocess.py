@@ -111,8 +111,13 @@ class Preprocessing:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict of every parameter (for model cards and logs)."""
-        return dataclasses.asdict(self)
+        """Plain nested dict of every parameter (for model cards, rule params and logs).
+        Without stage 0 it is written as before stage 0 existed, so that the caches and
+        model cards of runs made before it keep their parameters, and stay valid."""
+        params = dataclasses.asdict(self)
+        if self.color_constancy.method == "none":
+            del params["color_constancy"]
+        return params
 
 
 def color_constancy(image: np.ndarray, params: ColorConstancy) -> np.ndarray:
