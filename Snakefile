@@ -12,6 +12,7 @@ report: "workflow/report/workflow.rst"
 localrules:
     all,
     ablation,
+    shifts,
 
 
 include: "workflow/rules/common.smk"
@@ -22,6 +23,7 @@ include: "workflow/rules/student.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/external.smk"
+include: "workflow/rules/shifts.smk"
 include: "workflow/rules/ablation.smk"
 include: "workflow/rules/suite.smk"
 

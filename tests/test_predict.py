@@ -214,3 +214,22 @@ def test_edge_install_evaluates_a_labelled_set_with_the_overlap_check(edge_venv,
     assert subsets["all"]["n"] == 4 and subsets["without_overlap"]["n"] == 3
     expected = expected_probabilities(model.int8, images.good)
     np.testing.assert_allclose([row["prob_malignant"] for row in report["rows"]], expected, atol=1e-6)
+
+
+def test_predict_applies_the_color_constancy_training_used(model, images, tmp_path):
+    """The card records stage 0 as training ran it; predict reads and applies it."""
+    balanced = Preprocessing.from_dict(
+        {**PARAMS.to_dict(), "color_constancy": {"method": "shades_of_gray", "p": 6}}
+    )
+    folder = tmp_path / "balanced"
+    folder.mkdir()
+    shutil.copy(model.fp16, folder / "fp16.tflite")
+    card = json.loads((model.folder / "model_card.json").read_text())
+    card["preprocessing"] = balanced.to_dict()
+    (folder / "model_card.json").write_text(json.dumps(card))
+    rows = list(predict_paths(Predictor(folder / "fp16.tflite"), images.good))
+    prob = np.array([row["prob_malignant"] for row in rows])
+    batch = np.stack([preprocess_image(read_image(p), balanced) for p in images.good])
+    expected = malignant_probability(TFLiteClassifier(model.fp16).predict_logits(batch))
+    np.testing.assert_allclose(prob, expected, atol=1e-6)
+    assert not np.allclose(prob, expected_probabilities(model.fp16, images.good), atol=1e-4)

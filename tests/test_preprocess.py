@@ -9,12 +9,14 @@ from skimage.filters import threshold_otsu
 
 from skinkd.data.preprocess import (
     Bilateral,
+    ColorConstancy,
     Closing,
     Highlight,
     Preprocessing,
     Unsharp,
     bilateral_filter,
     close_hairs,
+    color_constancy,
     highlight_region,
     otsu_threshold,
     preprocess_image,
@@ -246,3 +248,45 @@ def test_config_defaults_match_the_spec(project):
 def test_parameters_round_trip_through_a_plain_dict():
     params = Preprocessing(image_size=64, unsharp=Unsharp(sigma=1.5, amount=0.7), interpolation="area")
     assert Preprocessing.from_dict(params.to_dict()) == params
+
+
+@pytest.mark.parametrize("method", ["shades_of_gray", "gray_world", "max_rgb"])
+def test_color_constancy_undoes_an_illuminant_and_keeps_a_grey_one(method):
+    rng = np.random.default_rng(4)
+    scene = rng.integers(40, 160, (60, 80, 3)).astype(np.float64)
+    params = ColorConstancy(method=method, p=6)
+    # A warm illuminant: per-channel gains that saturate nothing.
+    warm = np.rint(scene * [1.45, 1.0, 0.7]).astype(np.uint8)
+    cool = np.rint(scene * [0.8, 1.0, 1.35]).astype(np.uint8)
+    a, b = color_constancy(warm, params), color_constancy(cool, params)
+    # The same colours; only the overall brightness may differ (the illuminant's norm).
+    brightness = b.mean() / a.mean()
+    assert np.abs(a * brightness - b).max() <= 3
+    assert np.abs(warm.astype(int) - cool.astype(int)).max() > 50
+    # The estimate, by its definition, of what came out: grey (equal channels).
+    pixels = a.reshape(-1, 3).astype(np.float64)
+    if method == "max_rgb":
+        estimate = pixels.max(axis=0)
+    else:
+        p = 1 if method == "gray_world" else 6
+        estimate = np.mean(pixels**p, axis=0) ** (1 / p)
+    assert np.ptp(estimate) / estimate.mean() < 0.02
+    grey = np.repeat(rng.integers(0, 256, (30, 30, 1), dtype=np.uint8), 3, axis=2)
+    np.testing.assert_array_equal(color_constancy(grey, params), grey)
+
+
+def test_color_constancy_is_stage_zero_and_round_trips():
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    section = {"color_constancy": {"method": "shades_of_gray", "p": 6},
+               **{s: {"enabled": False} for s in ("closing", "bilateral", "highlight", "unsharp")}}  # fmt: skip
+    params = Preprocessing.from_config(section, image_size=40)
+    assert [name for name, _ in stage_outputs(image, params)] == ["original", "color_constancy", "resize"]
+    np.testing.assert_array_equal(preprocess_image(image, params), color_constancy(image, params.color_constancy))
+    assert Preprocessing.from_dict(params.to_dict()) == params
+    # Without stage 0 the parameters read as they did before it existed, and back.
+    plain = Preprocessing(image_size=40)
+    assert "color_constancy" not in plain.to_dict()
+    assert Preprocessing.from_dict(plain.to_dict()) == plain
+    with pytest.raises(ValueError, match="'white_patch' is not one of"):
+        color_constancy(image, ColorConstancy(method="white_patch"))

@@ -731,3 +731,42 @@ def test_gpu_for_training_jobs_is_a_config_key_off_by_default(tmp_path):
     assert "slurm_extra=--gres=gpu:1" in dry.stdout + dry.stderr
     plain = snakemake(tmp_path, "-n", "-p", check=False)
     assert "--gres" not in plain.stdout + plain.stderr
+
+
+def test_shift_benchmark_scores_every_model_under_every_shift(tiny_run):
+    snakemake(tiny_run, "shifts", "--cores", "2", "--configfile", TEST_PRESET)
+    results = tiny_run / "results/test"
+    from skinkd.evaluate.shift_benchmark import conditions
+
+    for split in ("val", "test"):
+        table = pd.read_csv(results / f"shifts/{split}/shifts.csv")
+        assert len(table) == 3 * len(conditions()) and table["roc_auc"].between(0, 1).all()
+        summary = json.loads((results / f"shifts/{split}/summary.json").read_text())
+        assert set(summary["models"]) == {"student", "student_int8", "teacher"}
+        assert cv2.imread(str(results / f"shifts/{split}/shifts.png")).std() > 10
+    # The clean condition is the run's own evaluation: the same images, preprocessing and models.
+    table = pd.read_csv(results / "shifts/test/shifts.csv").set_index(["model", "shift"])
+    for model in ("student", "student_int8", "teacher"):
+        evaluation = json.loads((results / f"eval/{model}.json").read_text())
+        assert table.loc[(model, "clean"), "roc_auc"] == pytest.approx(evaluation["metrics"]["roc_auc"], abs=2e-3)
+
+
+def test_color_constancy_reaches_the_cache_and_the_teacher_can_differ(tmp_path):
+    balanced = {"color_constancy": {"method": "shades_of_gray", "p": 6}}
+    shared = planned_jobs(tmp_path, *config_files(tmp_path, TEST_PRESET, preprocess=balanced))
+    # The teacher follows the student's stage 0 by default: one cache for both.
+    assert shared["preprocess_shard"] == 2 and "teacher_preprocess_shard" not in shared
+    own = config_files(tmp_path, TEST_PRESET, preprocess=balanced, teacher={"color_constancy": "none"})
+    assert planned_jobs(tmp_path, *own)["teacher_preprocess_shard"] == 2
+    snakemake(tmp_path, "results/test/preprocessed/shard_0.npz", "results/test/teacher/preprocessed/shard_0.npz",
+              "--cores", "2", *own)  # fmt: skip
+    manifest = read_manifest(tmp_path / "results/test/data/manifest.csv")
+    student = np.load(tmp_path / "results/test/preprocessed/shard_0.npz")
+    teacher = np.load(tmp_path / "results/test/teacher/preprocessed/shard_0.npz")
+    first = manifest.set_index("image_id").loc[student["image_ids"][0], "path"]
+    raw = read_image(tmp_path / first if not Path(first).is_absolute() else first)
+    size = student["images"].shape[1]
+    base = Preprocessing.from_config({}, size).to_dict()
+    with_cc = Preprocessing.from_dict({**base, "color_constancy": balanced["color_constancy"]})
+    np.testing.assert_array_equal(student["images"][0], preprocess_image(raw, with_cc))
+    np.testing.assert_array_equal(teacher["images"][0], preprocess_image(raw, Preprocessing.from_dict(base)))

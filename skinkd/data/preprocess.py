@@ -1,4 +1,5 @@
-"""The six preprocessing stages of the paper, in order, as one implementation.
+"""The six preprocessing stages of the paper, in order, as one implementation, after an
+optional colour constancy (stage 0, not in the paper).
 
 Stages 1-4 (closing, bilateral filter, highlight, unsharp masking) work on uint8 RGB images
 and saturate like OpenCV does; stage 6 (resize) follows them. Stage 5 (rescale to [0, 1]) is
@@ -27,9 +28,19 @@ _INTERPOLATIONS = {
 }
 
 
-_STAGE_SECTIONS = ("closing", "bilateral", "highlight", "unsharp")
-# The paper's stage numbers; 5 (rescale) is applied at feeding time, after the cache.
-STAGE_NUMBERS = {"closing": 1, "bilateral": 2, "highlight": 3, "unsharp": 4, "resize": 6}
+_STAGE_SECTIONS = ("color_constancy", "closing", "bilateral", "highlight", "unsharp")
+# The paper's stage numbers; 5 (rescale) is applied at feeding time, after the cache; 0,
+# colour constancy, is this project's.
+STAGE_NUMBERS = {"color_constancy": 0, "closing": 1, "bilateral": 2, "highlight": 3,
+                 "unsharp": 4, "resize": 6}  # fmt: skip
+COLOR_CONSTANCY_METHODS = ("none", "shades_of_gray", "gray_world", "max_rgb")
+
+
+@dataclass(frozen=True)
+class ColorConstancy:
+    # none | shades_of_gray (Minkowski norm p) | gray_world (p = 1) | max_rgb (p = infinity)
+    method: str = "none"
+    p: float = 6.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,7 @@ class Preprocessing:
     """Every parameter of the six stages; built from the config's ``preprocess`` section."""
 
     image_size: int = 224
+    color_constancy: ColorConstancy = ColorConstancy()
     closing: Closing = Closing()
     bilateral: Bilateral = Bilateral()
     highlight: Highlight = Highlight()
@@ -86,9 +98,11 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, params: Mapping[str, Any]) -> Preprocessing:
-        """Inverse of ``to_dict`` (model cards and rule params carry this form)."""
+        """Inverse of ``to_dict`` (model cards and rule params carry this form); a form
+        written before colour constancy existed had none."""
         return cls(
             image_size=int(params["image_size"]),
+            color_constancy=ColorConstancy(**params.get("color_constancy", {})),
             closing=Closing(**params["closing"]),
             bilateral=Bilateral(**params["bilateral"]),
             highlight=Highlight(**params["highlight"]),
@@ -97,8 +111,41 @@ class Preprocessing:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict of every parameter (for model cards and logs)."""
-        return dataclasses.asdict(self)
+        """Plain nested dict of every parameter (for model cards, rule params and logs).
+        Without stage 0 it is written as before stage 0 existed, so that the caches and
+        model cards of runs made before it keep their parameters, and stay valid."""
+        params = dataclasses.asdict(self)
+        if self.color_constancy.method == "none":
+            del params["color_constancy"]
+        return params
+
+
+def color_constancy(image: np.ndarray, params: ColorConstancy) -> np.ndarray:
+    """Stage 0: undo the illuminant's colour (Finlayson and Trezzi 2004, Shades of Gray).
+
+    The illuminant is estimated per channel as the Minkowski p-norm mean of the pixels,
+    ``e_c = mean(I_c ** p) ** (1 / p)`` (p = 1: grey world; p = infinity: max-RGB), and each
+    channel is divided by it, scaled so that a grey illuminant (e_R = e_G = e_B) leaves the
+    image as it is: ``I_c * |e| / (sqrt(3) e_c)``. Rounded and saturated to uint8. Scaling a
+    channel by a gain scales its estimate alike, so the output's colours do not depend on
+    such gains (its overall brightness follows the illuminant's norm), up to rounding and to
+    what they saturated.
+    """
+    if params.method not in COLOR_CONSTANCY_METHODS:
+        raise ValueError(f"color_constancy.method: {params.method!r} is not one of "
+                         f"{', '.join(COLOR_CONSTANCY_METHODS)}")  # fmt: skip
+    if params.method == "none":
+        return image
+    pixels = image.reshape(-1, 3).astype(np.float64)
+    if params.method == "max_rgb":
+        estimate = pixels.max(axis=0)
+    else:
+        p = 1.0 if params.method == "gray_world" else float(params.p)
+        estimate = np.mean(pixels**p, axis=0) ** (1.0 / p)
+    # A channel that is black throughout has no colour to correct.
+    estimate = np.maximum(estimate, 1e-6)
+    gains = np.linalg.norm(estimate) / (np.sqrt(3.0) * estimate)
+    return np.clip(np.rint(image * gains), 0, 255).astype(np.uint8)
 
 
 def close_hairs(image: np.ndarray, params: Closing) -> np.ndarray:
@@ -162,6 +209,8 @@ def rescale(images: np.ndarray) -> np.ndarray:
 
 def _stages(params: Preprocessing) -> list[tuple[str, Callable[[np.ndarray], np.ndarray]]]:
     stages: list[tuple[str, Callable[[np.ndarray], np.ndarray]]] = []
+    if params.color_constancy.method != "none":
+        stages.append(("color_constancy", lambda im: color_constancy(im, params.color_constancy)))
     if params.closing.enabled:
         stages.append(("closing", lambda im: close_hairs(im, params.closing)))
     if params.bilateral.enabled:

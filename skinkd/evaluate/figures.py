@@ -187,6 +187,32 @@ def milestones_figure(table: pd.DataFrame, out: str | os.PathLike) -> None:
     _save(fig, out)
 
 
+def shifts_figure(
+    table: pd.DataFrame, summary: Mapping[str, Mapping[str, Any]], out: str | os.PathLike
+) -> None:
+    """ROC AUC against severity for every acquisition shift, one panel per model, the clean
+    AUC dashed; each title gives the mean over all shifted conditions and its drop."""
+    models = list(dict.fromkeys(table["model"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.8), sharey=True,
+                             squeeze=False)  # fmt: skip
+    for ax, model in zip(axes[0], models):
+        rows = table[table["model"] == model]
+        clean = rows.loc[rows["shift"] == "clean", "roc_auc"].iloc[0]
+        for shift, part in rows[rows["shift"] != "clean"].groupby("shift", sort=False):
+            ax.plot(part["severity"], part["roc_auc"], marker="o", markersize=3, label=shift)
+        ax.axhline(clean, color="black", linestyle="--", linewidth=1)
+        s = summary[model]
+        ax.set_title(f"{model}: mean {s['mean_shifted_roc_auc']:.3f} (clean {clean:.3f}, "
+                     f"drop {s['drop']:.3f})", fontsize=8)  # fmt: skip
+        ax.set_xlabel("severity")
+        ax.set_xticks([1, 2, 3, 4, 5])
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("ROC AUC")
+    axes[0][-1].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    _save(fig, out)
+
+
 def reliability_figure(
     curves: Mapping[str, Mapping[str, Any]],
     threshold: float,

@@ -172,6 +172,11 @@ def teacher_feature_params():
 def teacher_preprocess_params():
     """Stage parameters of the teacher's own cache (its size and stage variant)."""
     section = preprocessing_variant(config["preprocess"], TEACHER["preprocessing"])
+    if TEACHER["color_constancy"] != "same":
+        section["color_constancy"] = {
+            **section["color_constancy"],
+            "method": TEACHER["color_constancy"],
+        }
     return Preprocessing.from_config(section, TEACHER["image_size"]).to_dict()
 
 

@@ -1,0 +1,59 @@
+"""Rule shift_benchmark: the student, its int8 export and the teacher under seeded
+acquisition shifts of one split's raw images, each model through its own preprocessing."""
+
+import json
+import logging
+
+from skinkd.atomic import write_csv, write_text
+from skinkd.data.classes import binary_logits, malignant_probability
+from skinkd.data.images import read_image
+from skinkd.data.manifest import read_manifest
+from skinkd.data.preprocess import Preprocessing
+from skinkd.data.split import subsample_indices
+from skinkd.edge.export import read_model_card
+from skinkd.edge.inference import load_classifier
+from skinkd.evaluate.figures import shifts_figure
+from skinkd.evaluate.shift_benchmark import score_shifts, summarise_shifts
+from skinkd.teacher.soft_labels import teacher_logits
+from skinkd.workflow import run_rule
+
+
+def main() -> None:
+    splits = read_manifest(snakemake.input.splits)
+    rows = splits[splits["split"] == snakemake.wildcards.split]
+    keep = subsample_indices(rows["label"].to_numpy(), snakemake.params.max_images, snakemake.params.seed)
+    rows = rows.iloc[sorted(keep)]
+    paths = read_manifest(snakemake.input.manifest).set_index("image_id").loc[rows["image_id"], "path"]
+    images = [read_image(path) for path in paths]
+    logging.info("%s split: %d images", snakemake.wildcards.split, len(images))
+    card = read_model_card(snakemake.input.card)
+    student = Preprocessing.from_dict(card["preprocessing"])
+    malignant = card["malignant_outputs"]
+
+    def classifier(path):
+        model = load_classifier(path, snakemake.threads, malignant)
+        return lambda batch: malignant_probability(model.predict_logits(batch))
+
+    # Without TTA: eight views of 41 conditions would cost eight times the benchmark.
+    teacher = {**snakemake.params.teacher, "tta": False}
+
+    def teacher_probability(batch):
+        logits = teacher_logits(snakemake.input.teacher, teacher, batch,
+                                frozen=snakemake.params.frozen, seed=snakemake.params.seed)  # fmt: skip
+        return malignant_probability(binary_logits(logits, teacher["malignant"]))
+
+    models = {
+        "student": (student, classifier(snakemake.input.student)),
+        "student_int8": (student, classifier(snakemake.input.int8)),
+        "teacher": (Preprocessing.from_dict(snakemake.params.teacher_preprocessing), teacher_probability),
+    }
+    table = score_shifts(images, rows["label"].to_numpy(), models, snakemake.params.seed)
+    table["roc_auc"] = table["roc_auc"].round(6)
+    summary = summarise_shifts(table)
+    write_csv(table, snakemake.output.table)
+    write_text(json.dumps({"split": snakemake.wildcards.split, "images": len(images), "models": summary},
+                          indent=2) + "\n", snakemake.output.summary)  # fmt: skip
+    shifts_figure(table, summary, snakemake.output.figure)
+
+
+run_rule(snakemake, main)
