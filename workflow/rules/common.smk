@@ -148,6 +148,8 @@ TEACHER = resolve_teacher(config["teacher"], DATASET["mapping"], config["image_s
 
 # How the trained teacher labels images; editing them relabels without retraining.
 TEACHER_LABELLING_KEYS = ("tta", "distillation_views")
+# What reaches the teacher's jobs through its cache (teacher_preprocess_params) alone.
+TEACHER_CACHE_KEYS = ("color_constancy",)
 
 
 def teacher_params():
@@ -155,12 +157,13 @@ def teacher_params():
     image size and class mask, so that student-only edits leave every teacher job untouched;
     without the labelling keys, so that they leave its training untouched.
     """
-    return {k: v for k, v in TEACHER.items() if k not in TEACHER_LABELLING_KEYS}
+    left_out = TEACHER_LABELLING_KEYS + TEACHER_CACHE_KEYS
+    return {k: v for k, v in TEACHER.items() if k not in left_out}
 
 
 def teacher_labelling_params():
-    """The whole resolved teacher section: what the soft labels and external scores need."""
-    return TEACHER
+    """The resolved teacher section that the soft labels and external scores need."""
+    return {k: v for k, v in TEACHER.items() if k not in TEACHER_CACHE_KEYS}
 
 
 def teacher_feature_params():
