@@ -11,7 +11,8 @@ from helpers import rgb_array
 from skinkd.data.preprocess import Preprocessing
 from skinkd.errors import ConfigError
 from skinkd.evaluate.shift_benchmark import CLEAN, conditions, score_shifts, summarise_shifts
-from skinkd.evaluate.shifts import SEVERITIES, SHIFTS, kelvin_rgb, shift_image
+from skinkd.data.photometric import kelvin_rgb
+from skinkd.evaluate.shifts import SEVERITIES, SHIFTS, shift_image
 
 
 def lesion(seed: int = 0) -> np.ndarray:
