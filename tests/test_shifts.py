@@ -7,11 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import rgb_array
+from skinkd.data.photometric import kelvin_rgb
 from skinkd.data.preprocess import Preprocessing
 from skinkd.errors import ConfigError
-from skinkd.evaluate.shift_benchmark import CLEAN, conditions, score_shifts, summarise_shifts
-from skinkd.data.photometric import kelvin_rgb
+from skinkd.evaluate.shift_benchmark import (
+    CLEAN,
+    conditions,
+    score_shifts,
+    summarise_shifts,
+)
 from skinkd.evaluate.shifts import SEVERITIES, SHIFTS, shift_image
 
 
