@@ -249,3 +249,18 @@ def test_an_archived_run_renders_as_its_outputs_did_once_they_are_gone(tmp_path)
     restored = read_archive(tmp_path / "docs/grouped.json")
     pd.testing.assert_frame_equal(restored["ablation"], table, check_dtype=False)
     assert read_archive(tmp_path / "docs/absent.json") is None
+
+
+def test_the_shift_summary_is_tabulated_per_split_and_model(tmp_path):
+    fake_run(tmp_path, "run", 1.0)
+    for split in ("test", "val"):
+        summary = {"split": split, "images": 500, "models": {"student": {
+            "clean_roc_auc": 0.9, "mean_shifted_roc_auc": 0.85, "drop": 0.05, "per_shift": {},
+            "worst": {"shift": "vignetting", "severity": 5, "roc_auc": 0.7}}}}  # fmt: skip
+        (tmp_path / f"run/shifts/{split}").mkdir(parents=True)
+        (tmp_path / f"run/shifts/{split}/summary.json").write_text(json.dumps(summary))
+    runs = [{"name": "run", "label": "Run", "targets": ["all"], "configfiles": []}]
+    text = render(runs, tmp_path)
+    rows = [line for line in text.splitlines() if line.startswith("| val |") or line.startswith("| test |")]
+    assert rows == ["| val | 500 | student | 0.900 | 0.850 | 0.050 | vignetting 5: 0.700 |",
+                    "| test | 500 | student | 0.900 | 0.850 | 0.050 | vignetting 5: 0.700 |"]  # fmt: skip

@@ -7,11 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import rgb_array
+from skinkd.data.photometric import kelvin_rgb
 from skinkd.data.preprocess import Preprocessing
 from skinkd.errors import ConfigError
-from skinkd.evaluate.shift_benchmark import CLEAN, conditions, score_shifts, summarise_shifts
-from skinkd.evaluate.shifts import SEVERITIES, SHIFTS, kelvin_rgb, shift_image
+from skinkd.evaluate.shift_benchmark import (
+    CLEAN,
+    conditions,
+    score_shifts,
+    summarise_shifts,
+)
+from skinkd.evaluate.shifts import SEVERITIES, SHIFTS, shift_image
 
 
 def lesion(seed: int = 0) -> np.ndarray:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from skinkd.data.photometric import disk_blur, illuminant_gains
 from skinkd.errors import ConfigError
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -43,24 +44,6 @@ ROTATION_DEG = (10, 20, 30, 45, 60)
 ZOOM = (1.05, 1.1, 1.2, 1.3, 1.4)
 
 
-def kelvin_rgb(kelvin: float) -> np.ndarray:
-    """The RGB colour of a black body at ``kelvin`` (Tanner Helland's fit to the Planckian
-    locus, 0..255 per channel), the light a camera balanced for 6500 K sees as tinted."""
-    t = kelvin / 100.0
-    red = 255.0 if t <= 66 else 329.698727446 * (t - 60) ** -0.1332047592
-    if t <= 66:
-        green = 99.4708025861 * math.log(t) - 161.1195681661
-    else:
-        green = 288.1221695283 * (t - 60) ** -0.0755148492
-    if t >= 66:
-        blue = 255.0
-    elif t <= 19:
-        blue = 0.0
-    else:
-        blue = 138.5177312231 * math.log(t - 10) - 305.0447927307
-    return np.clip([red, green, blue], 1.0, 255.0)
-
-
 def _saturate(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
@@ -71,9 +54,8 @@ def _sign(rng: np.random.Generator) -> int:
 
 def illuminant(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:
     kelvin = (WARM_KELVIN if _sign(rng) > 0 else COOL_KELVIN)[level]
-    gains = kelvin_rgb(kelvin) / kelvin_rgb(6500)
     # Colour only: the gains keep the mean level, exposure is a shift of its own.
-    return _saturate(image * (gains / gains.mean()))
+    return _saturate(image * illuminant_gains(kelvin))
 
 
 def exposure(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:
@@ -87,11 +69,7 @@ def gamma_contrast(image: np.ndarray, level: int, rng: np.random.Generator) -> n
 
 
 def defocus(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:
-    radius = max(1.0, DEFOCUS_RADIUS[level] * min(image.shape[:2]))
-    size = 2 * math.ceil(radius) + 1
-    yy, xx = np.mgrid[:size, :size] - size // 2
-    disk = (xx**2 + yy**2 <= radius**2).astype(np.float32)
-    return cv2.filter2D(image, -1, disk / disk.sum(), borderType=cv2.BORDER_REFLECT)
+    return disk_blur(image, max(1.0, DEFOCUS_RADIUS[level] * min(image.shape[:2])))
 
 
 def jpeg(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from skinkd.data.augment import Augmentation, draw_transforms, warp_images
+from skinkd.data.photometric import Photometric, photometric_batch
 from skinkd.data.preprocess import rescale
 from skinkd.errors import DataError
 
@@ -95,7 +96,9 @@ class ImageBatches(_Batches):
     of each image, its targets unchanged (the teacher's logits are those of the plain
     image). ``views`` (consistent distillation): each image is shown as the plain image or
     one of the teacher's K cached views, chosen at random, with the teacher's logits for
-    exactly that view. Every choice is seeded by (seed, epoch, batch).
+    exactly that view. Either way ``photometric`` then changes each image's light, exposure
+    and focus at random (``skinkd.data.photometric``; the targets stay). Every choice is
+    seeded by (seed, epoch, batch).
     """
 
     def __init__(
@@ -107,6 +110,7 @@ class ImageBatches(_Batches):
         teacher_logits: np.ndarray | None = None,
         augmentation: Augmentation | None = None,
         views: TeacherViews | None = None,
+        photometric: Photometric | None = None,
         shuffle: bool = False,
         seed: int = 0,
         **kwargs: Any,
@@ -123,6 +127,7 @@ class ImageBatches(_Batches):
         self.images = images
         self.augmentation = None if augmentation is None or augmentation.is_identity else augmentation
         self.views = views
+        self.photometric = None if photometric is None or photometric.is_identity else photometric
         if teacher_logits is None:
             self.targets = np.asarray(labels, dtype=np.int32)
         else:
@@ -144,6 +149,10 @@ class ImageBatches(_Batches):
                 targets[shown, 1:] = self.views.logits[chosen]
         elif self.augmentation is not None:
             images = warp_images(images, draw_transforms(self.augmentation, len(take), rng))
+        if self.photometric is not None:
+            # A stream of its own: switching it on leaves the geometric draws as they were.
+            light = np.random.default_rng([self.seed, self.epoch, index, 1])
+            images = photometric_batch(images, self.photometric, light)
         return rescale(images), targets
 
 

@@ -81,6 +81,10 @@ def load_run(results: Path, name: str) -> dict[str, Any] | None:
             path.parent.name: json.loads(path.read_text())
             for path in sorted((run / "external").glob("*/metrics.json"))
         },
+        "shifts": {
+            path.parent.name: json.loads(path.read_text())
+            for path in sorted((run / "shifts").glob("*/summary.json"))
+        },
     }
 
 
@@ -163,9 +167,30 @@ def metrics_section(label: str, command: str, run: Mapping[str, Any]) -> list[st
                 f"{_paper(row.get('paper_ham10000_accuracy'))} |"
             )
     lines += epochs_section(run.get("epochs"))
+    lines += shifts_section(run.get("shifts") or {})
     for name, external in run.get("external", {}).items():
         lines += external_section(name, external)
     return lines + [""]
+
+
+def shifts_section(shifts: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The acquisition-shift benchmark's summary per split and model."""
+    if not shifts:
+        return []
+    lines = ["", "Acquisition shifts (eight shifts of the raw images at five severities; "
+             "docs/method.md lists them):", "",
+             "| split | images | model | clean ROC AUC | mean over shifts | drop | worst |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for split in ordered_splits(list(shifts)):
+        summary = shifts[split]
+        for model, s in summary["models"].items():
+            worst = s["worst"]
+            lines.append(
+                f"| {split} | {summary['images']} | {model} | {s['clean_roc_auc']:.3f} | "
+                f"{s['mean_shifted_roc_auc']:.3f} | {s['drop']:.3f} | {worst['shift']} "
+                f"{worst['severity']}: {worst['roc_auc']:.3f} |"
+            )
+    return lines
 
 
 def _mean_sd(mean: float, sd: float) -> str:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from skinkd.checkpoint import Checkpoint
 from skinkd.data.augment import Augmentation
+from skinkd.data.photometric import Photometric
 from skinkd.data.cache import load_splits
 from skinkd.data.classes import binary_logits, class_labels, malignant_mask
 from skinkd.data.split import subsample_indices
@@ -69,6 +70,7 @@ def train_student(
         teacher_logits=train_teacher_logits,
         augmentation=None if augment is None else Augmentation.from_config(augment),
         views=views,
+        photometric=None if augment is None else Photometric.from_config(augment),
         shuffle=True,
         seed=seed,
     )

@@ -18,6 +18,7 @@ import pandas as pd
 
 from skinkd.checkpoint import Checkpoint
 from skinkd.data.augment import Augmentation
+from skinkd.data.photometric import Photometric
 from skinkd.data.cache import load_splits
 from skinkd.data.classes import class_labels
 from skinkd.errors import ConfigError
@@ -117,6 +118,7 @@ def _fit_on_images(
         class_labels(splits, train_ids, classes),
         batch,
         augmentation=Augmentation.from_config(augment),
+        photometric=Photometric.from_config(augment),
         shuffle=True,
         seed=seed,
     )
