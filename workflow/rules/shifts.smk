@@ -49,5 +49,6 @@ rule shift_benchmark:
 rule shifts:
     input:
         expand(
-            f"{RESULTS}/shifts/{{split}}/summary.json", split=config["shifts"]["splits"]
+            f"{RESULTS}/shifts/{{split}}/summary.json",
+            split=config["shifts"]["splits"],
         ),
