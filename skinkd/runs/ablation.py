@@ -214,10 +214,11 @@ def run_cell(
             snapshots=snapshots,
         )
         seconds = time.perf_counter() - start
+        snapshot_models = {e: load_model(path) for e, path in snapshots.items()}
         scores = [
-            {"epochs": e, "val_roc_auc": auc(load_model(path), "val", True),
-             "test_roc_auc": auc(load_model(path), "test", True)}
-            for e, path in snapshots.items()
+            {"epochs": e, "val_roc_auc": auc(model, "val", True),
+             "test_roc_auc": auc(model, "test", True)}
+            for e, model in snapshot_models.items()
         ]  # fmt: skip
     prob = malignant_probability(keras_logits(student, test_images))
     scores.append(

@@ -239,12 +239,24 @@ def teacher_logits(
     the eight dihedral views with ``teacher.tta``. ``frozen``: the saved model is the head,
     fed by the backbones as the feature cache built them (same ``seed``); otherwise the
     saved model takes images."""
+    return teacher_labeller(model_path, teacher, frozen=frozen, seed=seed)(images)
+
+
+def teacher_labeller(
+    model_path: str | os.PathLike, teacher: Mapping[str, Any], *, frozen: bool, seed: int
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``teacher_logits`` with the teacher loaded (and frozen backbones built) once, for
+    callers that label many batches."""
     from skinkd.teacher.models import load_teacher
 
+    model = load_teacher(model_path)
     backbones = frozen_backbones(teacher, seed) if frozen else None
-    logits_of = _image_logits(
-        load_teacher(model_path), images, teacher["batch_size"], backbones, teacher["backbones"]
-    )
-    if teacher["tta"]:
-        return dihedral_logits(logits_of, len(images)).mean(axis=0)
-    return logits_of(None)
+
+    def label(images: np.ndarray) -> np.ndarray:
+        logits_of = _image_logits(model, images, teacher["batch_size"], backbones,
+                                  teacher["backbones"])  # fmt: skip
+        if teacher["tta"]:
+            return dihedral_logits(logits_of, len(images)).mean(axis=0)
+        return logits_of(None)
+
+    return label

@@ -14,7 +14,7 @@ from skinkd.edge.export import read_model_card
 from skinkd.edge.inference import load_classifier
 from skinkd.evaluate.figures import shifts_figure
 from skinkd.evaluate.shift_benchmark import score_shifts, summarise_shifts
-from skinkd.teacher.soft_labels import teacher_logits
+from skinkd.teacher.soft_labels import teacher_labeller
 from skinkd.workflow import run_rule
 
 
@@ -36,11 +36,11 @@ def main() -> None:
 
     # Without TTA: eight views of 41 conditions would cost eight times the benchmark.
     teacher = {**snakemake.params.teacher, "tta": False}
+    label = teacher_labeller(snakemake.input.teacher, teacher, frozen=snakemake.params.frozen,
+                             seed=snakemake.params.seed)  # fmt: skip
 
     def teacher_probability(batch):
-        logits = teacher_logits(snakemake.input.teacher, teacher, batch,
-                                frozen=snakemake.params.frozen, seed=snakemake.params.seed)  # fmt: skip
-        return malignant_probability(binary_logits(logits, teacher["malignant"]))
+        return malignant_probability(binary_logits(label(batch), teacher["malignant"]))
 
     models = {
         "student": (student, classifier(snakemake.input.student)),
