@@ -683,6 +683,30 @@ def test_ablation_grid_runs_and_tabulates(tiny_run):
     assert not np.array_equal(variant["images"], main["images"])
 
 
+def test_ablation_cells_for_camera_robustness_are_scored_under_shifts_on_validation(tiny_run):
+    override = config_files(tiny_run, TEST_PRESET, ablation={
+        "factors": {"optimizer": [], "photometric": [True]},
+        "preprocessing": ["all", "shades_of_gray", "six_stages"], "shifts": True, "milestones": [],
+    }, shifts={"max_images": 12})  # fmt: skip
+    snakemake(tiny_run, "ablation", "--cores", "2", *override)
+    table = pd.read_csv(tiny_run / "results/test/ablation/ablation.csv").set_index("cell")
+    assert list(table.index) == [
+        "baseline", "photometric-True", "preprocessing-shades_of_gray", "preprocessing-six_stages"
+    ]  # fmt: skip
+    assert table["val_roc_auc_mean"].between(0, 1).all()
+    assert table["val_shifted_roc_auc_mean"].between(0, 1).all()
+    cell = json.loads((tiny_run / "results/test/ablation/cells/photometric-True/seed_0.json").read_text())
+    shifts = cell["val_shifts"]
+    assert shifts["drop"] == pytest.approx(shifts["clean_roc_auc"] - shifts["mean_shifted_roc_auc"], abs=2e-4)
+    assert shifts["clean_roc_auc"] == pytest.approx(cell["val"]["roc_auc"], abs=1e-4)
+    assert len(shifts["per_shift"]) == 8
+    # The colour constancy variant's cache: the same images, white-balanced.
+    variant = np.load(tiny_run / "results/test/ablation/preprocessed/shades_of_gray/shard_0.npz")
+    main = np.load(tiny_run / "results/test/preprocessed/shard_0.npz")
+    assert list(variant["image_ids"]) == list(main["image_ids"])
+    assert not np.array_equal(variant["images"], main["images"])
+
+
 def test_suite_resumes_a_finished_run_and_writes_the_results_doc(tiny_run):
     runs = {"runs": [{"name": "test", "label": "Tiny run", "targets": ["all", "ablation"],
                       "configfiles": [TEST_PRESET]}]}  # fmt: skip

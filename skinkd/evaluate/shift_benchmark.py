@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from skinkd.data.images import read_image
 from skinkd.data.preprocess import Preprocessing, preprocess_image
+from skinkd.data.split import subsample_indices
 from skinkd.evaluate.metrics import roc_auc
 from skinkd.evaluate.shifts import SEVERITIES, SHIFTS, shift_image
 
@@ -20,6 +23,34 @@ log = logging.getLogger(__name__)
 CLEAN = "clean"
 # A model: the preprocessing it was trained with, and uint8 batch -> P(malignant).
 ShiftModel = tuple[Preprocessing, Callable[[np.ndarray], np.ndarray]]
+
+
+@dataclass(frozen=True)
+class ShiftSet:
+    """The raw images and labels a model is benchmarked on, with the preprocessing it was
+    trained with and the benchmark's seed."""
+
+    images: Sequence[np.ndarray]
+    labels: np.ndarray
+    preprocessing: Preprocessing
+    seed: int
+
+    def summary(self, probability: Callable[[np.ndarray], np.ndarray]) -> dict[str, Any]:
+        """``summarise_shifts`` of one model (a preprocessed batch -> P(malignant))."""
+        table = score_shifts(self.images, self.labels, {"model": (self.preprocessing, probability)}, self.seed)
+        return summarise_shifts(table)["model"]
+
+
+def split_images(
+    manifest: pd.DataFrame, splits: pd.DataFrame, split: str, max_images: int | None, seed: int
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """The raw images and labels of a stratified, seeded sample of at most ``max_images`` of
+    one split (in the splits table's order)."""
+    rows = splits[splits["split"] == split]
+    keep = subsample_indices(rows["label"].to_numpy(), max_images, seed)
+    rows = rows.iloc[sorted(keep)]
+    paths = manifest.set_index("image_id").loc[rows["image_id"], "path"]
+    return [read_image(path) for path in paths], rows["label"].to_numpy()
 
 
 def conditions() -> list[tuple[str, int]]:

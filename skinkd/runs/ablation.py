@@ -15,16 +15,32 @@ from typing import Any
 import pandas as pd
 
 from skinkd.checkpoint import Checkpoint
+from skinkd.data.photometric import Photometric
+from skinkd.evaluate.shift_benchmark import ShiftSet
 
 log = logging.getLogger(__name__)
 
 BASELINE = "baseline"
 STAGES = ("closing", "bilateral", "highlight", "unsharp")
-# Preprocessing variants: all six stages, none but resize (and rescale), one left out, or
-# all six with a linear resize (which aliases when it shrinks; the default shrinks by area).
+# Preprocessing variants: the run's own ("all"), none of the four optional stages, one left
+# out, all four switched on ("six_stages": for a run whose own switches some off), all with a
+# linear resize (which aliases when it shrinks; the default shrinks by area), or the run's own
+# with a colour constancy method (the student's alone: the teacher's soft labels are the run's).
 LINEAR_RESIZE = "linear_resize"
-PREPROCESSING_VARIANTS = ("all", "none", *(f"no_{stage}" for stage in STAGES), LINEAR_RESIZE)
+SIX_STAGES = "six_stages"
+COLOR_CONSTANCY_VARIANTS = ("shades_of_gray", "gray_world", "max_rgb")
+PREPROCESSING_VARIANTS = (
+    "all",
+    "none",
+    *(f"no_{stage}" for stage in STAGES),
+    LINEAR_RESIZE,
+    SIX_STAGES,
+    *COLOR_CONSTANCY_VARIANTS,
+)
 
+
+# The augment keys the photometric factor sets.
+PHOTOMETRIC_KEYS = ("illuminant", "exposure", "blur")
 
 # The image_size factor's cells: the run's preprocessing at another side (``size_<side>``).
 SIZE_PREFIX = "size_"
@@ -46,6 +62,11 @@ def preprocessing_variant(preprocess: Mapping[str, Any], variant: str) -> dict[s
     section = copy.deepcopy(dict(preprocess))
     if variant == LINEAR_RESIZE:
         section["resize"] = {**section.get("resize", {}), "interpolation": "linear"}
+    if variant in COLOR_CONSTANCY_VARIANTS:
+        section["color_constancy"] = {**section.get("color_constancy", {}), "method": variant}
+    if variant == SIX_STAGES:
+        for stage in STAGES:
+            section[stage] = {**section.get(stage, {}), "enabled": True}
     off = STAGES if variant == "none" else [variant[3:]] if variant.startswith("no_") else []
     for stage in off:
         section[stage] = {**section.get(stage, {}), "enabled": False}
@@ -62,15 +83,19 @@ def ablation_cells(
     preprocessing: Sequence[str],
     epoch_scale: float = 1.0,
     image_size: int | None = None,
+    augment: Mapping[str, Any] | None = None,
+    photometric: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Cell id -> {factor, value, student settings, preprocessing variant}.
+    """Cell id -> {factor, value, student settings, preprocessing variant, augment overrides}.
 
     Every value of every factor is tried with the others at the chosen ``student`` values;
     cells equal to the chosen configuration collapse into one ``baseline`` cell. Epoch counts
     (the factor's values and the baseline's) are multiplied by ``epoch_scale`` (at least 1)
     so a CPU budget can shrink the grid without changing its shape. The ``image_size``
     factor tries other input sides than the run's ``image_size``: its cells train on the
-    run's preprocessing at that side (variant ``size_<side>``, a cache of its own).
+    run's preprocessing at that side (variant ``size_<side>``, a cache of its own). The
+    ``photometric`` factor's cells train with the ``photometric`` ranges (true) or with none
+    (false) instead of the run's ``augment`` ones; the value the run has is its baseline.
     """
 
     def settings(overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -88,6 +113,17 @@ def ablation_cells(
     }
     for factor, values in factors.items():
         for value in values:
+            if factor == "photometric":
+                ranges = dict(photometric or {}) if value else dict.fromkeys(PHOTOMETRIC_KEYS, 0)
+                if Photometric.from_config(ranges) != Photometric.from_config(augment or {}):
+                    cells[_cell_id(factor, value)] = {
+                        "factor": factor,
+                        "value": value,
+                        "student": settings({}),
+                        "preprocessing": "all",
+                        "augment": ranges,
+                    }
+                continue
             if factor == "image_size":
                 if value != image_size:
                     cells[_cell_id(factor, value)] = {
@@ -127,17 +163,31 @@ def summarise(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
                 "value": str(r["value"]),
                 "seed": r["seed"],
                 **{k: r["test"][k] for k in ("roc_auc", "accuracy", "mcc", "balanced_accuracy")},
+                **({"val_roc_auc": r["val"]["roc_auc"]} if "val" in r else {}),
+                **_shift_columns(r.get("val_shifts")),
                 "train_seconds": r["train_seconds"],
             }
             for r in results
         ]
     )
-    metrics = ["roc_auc", "accuracy", "mcc", "balanced_accuracy", "train_seconds"]
+    metrics = [
+        column
+        for column in ("roc_auc", "accuracy", "mcc", "balanced_accuracy", "val_roc_auc",
+                       "val_shifted_roc_auc", "val_shift_drop", "train_seconds")  # fmt: skip
+        if column in frame
+    ]
     grouped = frame.groupby(["cell", "factor", "value"], sort=False)
     table = grouped[metrics].agg(["mean", "std"])
     table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
     table.insert(0, "seeds", grouped.size())
     return table.reset_index()
+
+
+def _shift_columns(shifts: Mapping[str, Any] | None) -> dict[str, float]:
+    """A cell's validation shift benchmark as table columns (none where it was not run)."""
+    if not shifts:
+        return {}
+    return {"val_shifted_roc_auc": shifts["mean_shifted_roc_auc"], "val_shift_drop": shifts["drop"]}
 
 
 def summarise_milestones(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -170,11 +220,14 @@ def run_cell(
     threshold: float,
     checkpoint: Checkpoint | None = None,
     milestones: Sequence[int] = (),
+    shift_set: ShiftSet | None = None,
 ) -> dict[str, Any]:
     """Train one cell's student for one seed (resumable with a ``checkpoint``) and score it
-    on the test split; with ``milestones``, also the student it would have kept had it
-    trained for each of those epoch counts (below its own), on the validation and test
-    splits (``milestones`` in the result, the final student's last)."""
+    on the validation and test splits; with ``milestones``, also the student it would have
+    kept had it trained for each of those epoch counts (below its own), on both splits
+    (``milestones`` in the result, the final student's last); with a ``shift_set`` (raw
+    validation images), its acquisition-shift summary there (``val_shifts``), the number a
+    setting that should hold up on other cameras is chosen on."""
     import tempfile
     import time
     from pathlib import Path
@@ -205,7 +258,7 @@ def run_cell(
             soft_labels_path,
             student=cell["student"],
             mapping=mapping,
-            augment=augment,
+            augment={**augment, **cell.get("augment", {})},
             seed=seed,
             out_model=Path(scratch) / "student.keras",
             out_history=Path(scratch) / "history.csv",
@@ -220,7 +273,11 @@ def run_cell(
              "test_roc_auc": auc(model, "test", True)}
             for e, model in snapshot_models.items()
         ]  # fmt: skip
-    prob = malignant_probability(keras_logits(student, test_images))
+    def probability(images):
+        return malignant_probability(keras_logits(student, images))
+
+    prob = probability(test_images)
+    val_images, val_labels, _ = data["val"]
     scores.append(
         {"epochs": epochs, "val_roc_auc": auc(student, "val", False),
          "test_roc_auc": auc(student, "test", False)}
@@ -235,6 +292,8 @@ def run_cell(
         "preprocessing": cell["preprocessing"],
         "train_images": int(train_count),
         "train_seconds": round(seconds, 1),
+        "val": classification_metrics(val_labels, probability(val_images), threshold),
         "test": classification_metrics(test_labels, prob, threshold),
         "milestones": scores,
+        **({"val_shifts": shift_set.summary(probability)} if shift_set else {}),
     }

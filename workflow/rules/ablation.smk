@@ -26,6 +26,7 @@ rule ablation_preprocess_shard:
 
 rule ablation_cell:
     input:
+        unpack(ablation_shift_inputs),
         shards=ablation_cell_shards,
         splits=SPLITS_CSV,
         soft_labels=f"{RESULTS}/teacher/soft_labels.npz",
@@ -53,6 +54,8 @@ rule ablation_cell:
         max_train_images=config["ablation"]["max_train_images"],
         threshold=config["evaluate"]["threshold"],
         milestones=config["ablation"]["milestones"],
+        shifts=config["shifts"] if config["ablation"]["shifts"] else None,
+        preprocessing=ablation_cell_preprocessing,
     script:
         "../scripts/ablation_cell.py"
 

@@ -51,6 +51,8 @@ ABLATION_CELLS = ablation_cells(
     config["ablation"]["preprocessing"],
     config["ablation"]["epoch_scale"],
     config["image_size"],
+    config["augment"],
+    config["ablation"]["photometric"],
 )
 ABLATION_VARIANTS = sorted(
     {cell["preprocessing"] for cell in ABLATION_CELLS.values()} - {"all"}
@@ -260,6 +262,20 @@ def variant_preprocess_params(variant):
     section = preprocessing_variant(config["preprocess"], variant)
     side = variant_image_size(variant, config["image_size"])
     return Preprocessing.from_config(section, side).to_dict()
+
+
+def ablation_cell_preprocessing(wildcards):
+    """Stage parameters of the cell's student."""
+    return variant_preprocess_params(ABLATION_CELLS[wildcards.cell]["preprocessing"])
+
+
+def ablation_shift_inputs(wildcards):
+    """The raw images' manifest, where the cells are scored under acquisition shifts."""
+    return (
+        {"manifest": f"{RESULTS}/data/manifest.csv"}
+        if config["ablation"]["shifts"]
+        else {}
+    )
 
 
 def ablation_cell_shards(wildcards):

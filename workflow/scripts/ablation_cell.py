@@ -4,8 +4,20 @@ import json
 
 from skinkd.atomic import write_text
 from skinkd.data.manifest import read_manifest
+from skinkd.data.preprocess import Preprocessing
+from skinkd.evaluate.shift_benchmark import ShiftSet, split_images
 from skinkd.runs.ablation import run_cell
 from skinkd.workflow import rule_checkpoint, run_rule
+
+
+def shift_set() -> ShiftSet | None:
+    """The validation images the cell's student is benchmarked on, where asked for."""
+    shifts = snakemake.params.shifts
+    if shifts is None:
+        return None
+    images, labels = split_images(read_manifest(snakemake.input.manifest), read_manifest(snakemake.input.splits),
+                                  "val", shifts["max_images"], shifts["seed"])  # fmt: skip
+    return ShiftSet(images, labels, Preprocessing.from_dict(snakemake.params.preprocessing), shifts["seed"])
 
 
 def main() -> None:
@@ -22,6 +34,7 @@ def main() -> None:
         threshold=snakemake.params.threshold,
         checkpoint=rule_checkpoint(snakemake),
         milestones=snakemake.params.milestones,
+        shift_set=shift_set(),
     )
     write_text(json.dumps(result, indent=2, allow_nan=False) + "\n", snakemake.output.result)
 

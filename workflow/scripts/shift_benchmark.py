@@ -6,25 +6,19 @@ import logging
 
 from skinkd.atomic import write_csv, write_text
 from skinkd.data.classes import binary_logits, malignant_probability
-from skinkd.data.images import read_image
 from skinkd.data.manifest import read_manifest
 from skinkd.data.preprocess import Preprocessing
-from skinkd.data.split import subsample_indices
 from skinkd.edge.export import read_model_card
 from skinkd.edge.inference import load_classifier
 from skinkd.evaluate.figures import shifts_figure
-from skinkd.evaluate.shift_benchmark import score_shifts, summarise_shifts
+from skinkd.evaluate.shift_benchmark import score_shifts, split_images, summarise_shifts
 from skinkd.teacher.soft_labels import teacher_labeller
 from skinkd.workflow import run_rule
 
 
 def main() -> None:
-    splits = read_manifest(snakemake.input.splits)
-    rows = splits[splits["split"] == snakemake.wildcards.split]
-    keep = subsample_indices(rows["label"].to_numpy(), snakemake.params.max_images, snakemake.params.seed)
-    rows = rows.iloc[sorted(keep)]
-    paths = read_manifest(snakemake.input.manifest).set_index("image_id").loc[rows["image_id"], "path"]
-    images = [read_image(path) for path in paths]
+    images, labels = split_images(read_manifest(snakemake.input.manifest), read_manifest(snakemake.input.splits),
+                                  snakemake.wildcards.split, snakemake.params.max_images, snakemake.params.seed)  # fmt: skip
     logging.info("%s split: %d images", snakemake.wildcards.split, len(images))
     card = read_model_card(snakemake.input.card)
     student = Preprocessing.from_dict(card["preprocessing"])
@@ -47,7 +41,7 @@ def main() -> None:
         "student_int8": (student, classifier(snakemake.input.int8)),
         "teacher": (Preprocessing.from_dict(snakemake.params.teacher_preprocessing), teacher_probability),
     }
-    table = score_shifts(images, rows["label"].to_numpy(), models, snakemake.params.seed)
+    table = score_shifts(images, labels, models, snakemake.params.seed)
     table["roc_auc"] = table["roc_auc"].round(6)
     summary = summarise_shifts(table)
     write_csv(table, snakemake.output.table)
