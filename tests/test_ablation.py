@@ -85,6 +85,34 @@ def test_linear_resize_variant_keeps_the_stages_and_resizes_linearly():
     assert params.interpolation == "linear" and params.closing.enabled and params.unsharp.enabled
 
 
+def test_six_stages_switches_on_what_the_run_switched_off():
+    run = {stage: {"enabled": False} for stage in ("closing", "bilateral", "highlight", "unsharp")}
+    params = Preprocessing.from_config(preprocessing_variant(run, "six_stages"), 64)
+    assert all(getattr(params, s).enabled for s in ("closing", "bilateral", "highlight", "unsharp"))
+    assert Preprocessing.from_config(preprocessing_variant(run, "all"), 64).closing.enabled is False
+
+
+def test_colour_constancy_variant_keeps_the_runs_stages_and_its_p():
+    run = {"closing": {"enabled": False}, "color_constancy": {"p": 4}}
+    params = Preprocessing.from_config(preprocessing_variant(run, "gray_world"), 64)
+    assert params.color_constancy.method == "gray_world" and params.color_constancy.p == 4
+    assert not params.closing.enabled and params.bilateral.enabled
+
+
+def test_photometric_cells_train_with_the_grids_ranges_against_the_runs_own():
+    ranges = {"illuminant": 100, "exposure": 1.0, "blur": 0.03}
+    factors = {"optimizer": [], "photometric": [True, False]}
+    cells = ablation_cells(CHOSEN, factors, ["all"], augment={"flip": True}, photometric=ranges)
+    # The run trains without photometric augmentation: false is its baseline.
+    assert set(cells) == {BASELINE, "photometric-True"}
+    assert cells["photometric-True"]["augment"] == ranges
+    assert cells["photometric-True"]["student"] == cells[BASELINE]["student"]
+    assert "augment" not in cells[BASELINE]
+    on = ablation_cells(CHOSEN, factors, ["all"], augment=ranges, photometric=ranges)
+    assert set(on) == {BASELINE, "photometric-False"}
+    assert on["photometric-False"]["augment"] == {"illuminant": 0, "exposure": 0, "blur": 0}
+
+
 def test_subsample_is_stratified_seeded_and_bounded():
     labels = np.array([0] * 700 + [1] * 300)
     keep = subsample_indices(labels, 100, seed=3)
@@ -112,6 +140,20 @@ def test_summary_gives_mean_and_spread_over_seeds_beside_the_paper():
     assert np.isnan(table.loc["optimizer-adam", "roc_auc_std"])
     assert table.loc["optimizer-adam", "paper_ham10000_accuracy"] == 0.7414
     assert table.loc[BASELINE, "paper_kaggle_mcc"] == 0.9787
+
+
+def test_summary_carries_validation_and_shift_columns_where_the_cells_have_them():
+    def result(seed, val, clean, shifted):
+        test = {"roc_auc": 0.8, "accuracy": 0.7, "mcc": 0.5, "balanced_accuracy": 0.7}
+        shifts = {"clean_roc_auc": clean, "mean_shifted_roc_auc": shifted, "drop": clean - shifted}
+        return {"cell": BASELINE, "factor": BASELINE, "value": "", "seed": seed, "test": test,
+                "val": {"roc_auc": val}, "val_shifts": shifts, "train_seconds": 1.0}  # fmt: skip
+
+    row = summarise([result(0, 0.9, 0.9, 0.8), result(1, 0.86, 0.86, 0.82)]).iloc[0]
+    assert row["val_roc_auc_mean"] == pytest.approx(0.88)
+    assert row["val_shifted_roc_auc_mean"] == pytest.approx(0.81)
+    assert row["val_shift_drop_mean"] == pytest.approx(0.07)
+    assert row["val_shift_drop_std"] == pytest.approx(np.std([0.1, 0.04], ddof=1))
 
 
 def test_milestones_give_auc_against_epochs_per_cell_over_seeds():

@@ -54,6 +54,21 @@ def ablation_table(with_kd, without, spread):
     )
 
 
+def test_ablation_table_shows_the_validation_columns_a_setting_is_chosen_on(tmp_path):
+    from skinkd.runs.results_doc import ablation_rows
+
+    table = ablation_table(0.85, 0.80, 0.01)
+    assert ablation_rows(table, {"baseline": 6})[1] == (
+        "| cell | epochs | seeds | test ROC AUC mean ± sd | accuracy mean ± sd | paper HAM10000 acc |"
+    )
+    table = table.assign(val_roc_auc_mean=[0.9, 0.88], val_roc_auc_std=[0.004, 0.006],
+                         val_shifted_roc_auc_mean=[0.82, 0.84], val_shifted_roc_auc_std=[0.01, 0.02],
+                         val_shift_drop_mean=[0.08, 0.04])  # fmt: skip
+    rows = ablation_rows(table, {"baseline": 6, "alpha-1.0": 6})
+    assert rows[1].startswith("| cell | epochs | seeds | val ROC AUC | val under shifts (drop) | test ROC AUC")
+    assert rows[4] == "| alpha-1.0 | 6 | 3 | 0.880 ± 0.006 | 0.840 ± 0.020 (0.040) | 0.800 ± 0.010 | 0.790 ± 0.010 |  |"
+
+
 def test_distillation_reading_compares_the_gain_with_the_seed_spread():
     def distillation_reading(table):
         return cell_reading(table, "alpha-1.0", "distillation")
