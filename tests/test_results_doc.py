@@ -69,6 +69,25 @@ def test_ablation_table_shows_the_validation_columns_a_setting_is_chosen_on(tmp_
     assert rows[4] == "| alpha-1.0 | 6 | 3 | 0.880 ± 0.006 | 0.840 ± 0.020 (0.040) | 0.800 ± 0.010 | 0.790 ± 0.010 |  |"
 
 
+def test_a_cell_is_chosen_on_its_validation_columns_against_the_seed_spread():
+    from skinkd.runs.readings import validation_choices
+
+    def table(val, shifted):
+        return pd.DataFrame({
+            "cell": ["baseline", "photometric-True"], "seeds": [3, 3],
+            "val_roc_auc_mean": [0.90, val], "val_roc_auc_std": [0.005, 0.005],
+            "val_shifted_roc_auc_mean": [0.80, shifted], "val_shifted_roc_auc_std": [0.01, 0.01],
+        })  # fmt: skip
+
+    [robust] = validation_choices(table(0.898, 0.85))
+    assert robust.startswith("choice on validation, photometric-True (3 seeds): validation AUC 0.898 against 0.900")
+    assert "under shifts 0.850 against 0.800 (+0.050, spread 0.010)" in robust
+    assert robust.endswith("worth adopting: it gains beyond the seed spread and loses nowhere beyond it.")
+    assert validation_choices(table(0.88, 0.85))[0].endswith("not worth adopting: it loses beyond the seed spread.")
+    assert validation_choices(table(0.90, 0.805))[0].endswith("not worth adopting: within the seed spread.")
+    assert validation_choices(ablation_table(0.85, 0.8, 0.01)) == []
+
+
 def test_distillation_reading_compares_the_gain_with_the_seed_spread():
     def distillation_reading(table):
         return cell_reading(table, "alpha-1.0", "distillation")

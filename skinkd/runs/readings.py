@@ -90,6 +90,46 @@ def addition_reading(ablation: pd.DataFrame | None, cell: str, thing: str) -> st
     return _reading(ablation, cell, thing, cell_adds=True)
 
 
+def _against_spread(gain: float, spread: float) -> int:
+    """+1 beyond the seed spread up, -1 beyond it down, 0 within it."""
+    return 1 if gain > spread else -1 if gain < -spread else 0
+
+
+def validation_choices(ablation: pd.DataFrame | None) -> list[str]:
+    """Each cell against the baseline on the validation columns a setting is chosen on: its
+    ROC AUC and, where the grid ran the shift benchmark, its mean under the shifts. A cell is
+    worth adopting when one of the two rises beyond the seed spread and neither falls beyond
+    it; the test split and the external sets play no part."""
+    if ablation is None or "val_roc_auc_mean" not in ablation:
+        return []
+    cells = ablation.set_index("cell")
+    if "baseline" not in cells.index:
+        return []
+    columns = [("val_roc_auc", "validation AUC")]
+    if "val_shifted_roc_auc_mean" in cells:
+        columns.append(("val_shifted_roc_auc", "validation AUC under shifts"))
+    base = cells.loc["baseline"]
+    readings = []
+    for cell, row in cells.drop("baseline").iterrows():
+        parts, moves = [], []
+        for column, name in columns:
+            gain = row[f"{column}_mean"] - base[f"{column}_mean"]
+            spread = max(row[f"{column}_std"], base[f"{column}_std"])
+            moves.append(_against_spread(gain, spread))
+            parts.append(f"{name} {row[f'{column}_mean']:.3f} against {base[f'{column}_mean']:.3f} "
+                         f"({gain:+.3f}, spread {spread:.3f})")  # fmt: skip
+        verdict = (
+            "worth adopting: it gains beyond the seed spread and loses nowhere beyond it"
+            if max(moves) > 0 and min(moves) >= 0
+            else "not worth adopting: it loses beyond the seed spread"
+            if min(moves) < 0
+            else "not worth adopting: within the seed spread"
+        )
+        readings.append(f"choice on validation, {cell} ({int(row['seeds'])} seeds): "
+                        f"{'; '.join(parts)}: {verdict}.")  # fmt: skip
+    return readings
+
+
 def teacher_gap_reading(run: Mapping[str, Any]) -> str | None:
     """The teacher's test AUC against its student's (what distillation could transfer)."""
     evals = run["evals"]

@@ -38,6 +38,7 @@ from skinkd.runs.readings import (
     target_reading,
     teacher_gap_reading,
     threshold_reading,
+    validation_choices,
 )
 from skinkd.runs.suite import (
     display_command,
@@ -308,6 +309,7 @@ def render(
             continue
         found = [cell_reading(run["ablation"], cell, thing) for cell, thing in CELL_READINGS]
         found += [addition_reading(run["ablation"], c, thing) for c, thing in ADDITION_READINGS]
+        found += validation_choices(run["ablation"])
         found.append(teacher_gap_reading(run))
         found += [external_reading(name, ext) for name, ext in run.get("external", {}).items()]
         found.append(largest_effects(run["ablation"]))
