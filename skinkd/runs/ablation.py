@@ -170,12 +170,9 @@ def summarise(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
             for r in results
         ]
     )
-    metrics = [
-        column
-        for column in ("roc_auc", "accuracy", "mcc", "balanced_accuracy", "val_roc_auc",
-                       "val_shifted_roc_auc", "val_shift_drop", "train_seconds")  # fmt: skip
-        if column in frame
-    ]
+    columns = ("roc_auc", "accuracy", "mcc", "balanced_accuracy", "val_roc_auc",
+               "val_shifted_roc_auc", "val_shift_drop", "train_seconds")  # fmt: skip
+    metrics = [column for column in columns if column in frame]
     grouped = frame.groupby(["cell", "factor", "value"], sort=False)
     table = grouped[metrics].agg(["mean", "std"])
     table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
