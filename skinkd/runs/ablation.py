@@ -225,6 +225,7 @@ def run_cell(
     (``milestones`` in the result, the final student's last); with a ``shift_set`` (raw
     validation images), its acquisition-shift summary there (``val_shifts``), the number a
     setting that should hold up on other cameras is chosen on."""
+    import shutil
     import tempfile
     import time
     from pathlib import Path
@@ -247,7 +248,10 @@ def run_cell(
         return classification_metrics(labels, malignant_probability(logits), threshold)["roc_auc"]
 
     with tempfile.TemporaryDirectory() as scratch:
-        snapshots = {e: Path(scratch) / f"epoch_{e}.keras" for e in milestones if e < epochs}
+        # A resumed job finds the snapshots of the epochs before its checkpoint beside it.
+        kept = Path(checkpoint.folder) / f"snapshots-{checkpoint.key}" if checkpoint else Path(scratch)
+        snapshots = {e: kept / f"epoch_{e}.keras" for e in milestones if e < epochs}
+        kept.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         student, train_count = distil_from_cache(
             shard_paths,
@@ -265,6 +269,9 @@ def run_cell(
         )
         seconds = time.perf_counter() - start
         snapshot_models = {e: load_model(path) for e, path in snapshots.items()}
+        if checkpoint:
+            shutil.rmtree(kept)
+            checkpoint.remove()
         scores = [
             {"epochs": e, "val_roc_auc": auc(model, "val", True),
              "test_roc_auc": auc(model, "test", True)}
