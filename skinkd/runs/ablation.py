@@ -277,15 +277,14 @@ def run_cell(
              "test_roc_auc": auc(model, "test", True)}
             for e, model in snapshot_models.items()
         ]  # fmt: skip
+
     def probability(images):
         return malignant_probability(keras_logits(student, images))
 
-    prob = probability(test_images)
     val_images, val_labels, _ = data["val"]
-    scores.append(
-        {"epochs": epochs, "val_roc_auc": auc(student, "val", False),
-         "test_roc_auc": auc(student, "test", False)}
-    )  # fmt: skip
+    val = classification_metrics(val_labels, probability(val_images), threshold)
+    test = classification_metrics(test_labels, probability(test_images), threshold)
+    scores.append({"epochs": epochs, "val_roc_auc": val["roc_auc"], "test_roc_auc": test["roc_auc"]})
     log.info("cell %s seed %d: %.0f s", cell_id, seed, seconds)
     return {
         "cell": cell_id,
@@ -296,8 +295,8 @@ def run_cell(
         "preprocessing": cell["preprocessing"],
         "train_images": int(train_count),
         "train_seconds": round(seconds, 1),
-        "val": classification_metrics(val_labels, probability(val_images), threshold),
-        "test": classification_metrics(test_labels, prob, threshold),
+        "val": val,
+        "test": test,
         "milestones": scores,
         **({"val_shifts": shift_set.summary(probability)} if shift_set else {}),
     }
