@@ -113,6 +113,27 @@ def test_photometric_cells_train_with_the_grids_ranges_against_the_runs_own():
     assert on["photometric-False"]["augment"] == {"illuminant": 0, "exposure": 0, "blur": 0}
 
 
+def test_combinations_are_cells_with_several_factors_at_once():
+    ranges = {"illuminant": 100, "exposure": 1.0, "blur": 0.03}
+    combinations = [
+        {"alpha": 1.0, "epochs": 100},
+        {"preprocessing": "shades_of_gray", "photometric": True},
+        {"alpha": 0.5, "epochs": 70},  # the chosen configuration: no cell of its own
+    ]
+    cells = ablation_cells(CHOSEN, {"alpha": [1.0]}, [], epoch_scale=0.5, augment={},
+                           photometric=ranges, combinations=combinations)  # fmt: skip
+    assert set(cells) == {BASELINE, "alpha-1.0", "alpha-1.0+epochs-100",
+                          "preprocessing-shades_of_gray+photometric-True"}  # fmt: skip
+    long = cells["alpha-1.0+epochs-100"]
+    assert (long["factor"], long["value"]) == ("alpha+epochs", "1.0+100")
+    assert long["student"] == {**CHOSEN, "alpha": 1.0, "epochs": 50} and long["preprocessing"] == "all"
+    both = cells["preprocessing-shades_of_gray+photometric-True"]
+    assert both["preprocessing"] == "shades_of_gray" and both["augment"] == ranges
+    assert both["student"] == cells[BASELINE]["student"]
+    with pytest.raises(ValueError, match="image_size and preprocessing"):
+        ablation_cells(CHOSEN, {}, [], image_size=96, combinations=[{"image_size": 64, "preprocessing": "none"}])
+
+
 def test_subsample_is_stratified_seeded_and_bounded():
     labels = np.array([0] * 700 + [1] * 300)
     keep = subsample_indices(labels, 100, seed=3)

@@ -1,11 +1,13 @@
 """Faults on the tiny preset: a run SIGKILLed during a preprocessing shard, the teacher's
 feature cache, student training or export finishes with --rerun-incomplete and the same
 files and metrics, a full disk is a clear error leaving no partial output, a second
-Snakemake on the same directory is refused by the lock. Every file a run leaves under
+Snakemake on the same directory is refused by the lock; an ablation cell killed after a
+milestone resumes to the same scores. Every file a run leaves under
 results/ loads."""
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
@@ -96,6 +98,38 @@ def test_a_run_killed_during_features_training_and_export_resumes_to_the_same_me
         assert_same_metrics(tmp_path / name, tiny_run / name)
     assert not list((tmp_path / "results").rglob(".*.tmp"))
     assert assert_every_result_loads(tmp_path) >= 15
+
+
+def test_an_ablation_cell_killed_after_its_milestone_resumes_to_the_same_scores(tiny_run, tmp_path):
+    """Killed once its epoch-1 milestone snapshot and checkpoint are written: the rerun
+    resumes from epoch 1 and scores the milestone and the final student as the uninterrupted
+    cell did (the snapshot outlived the killed process)."""
+    cell = "results/test/ablation/cells/baseline/seed_0.json"
+    checkpoints = tmp_path / "results/test/ablation/cells/baseline/.checkpoints"
+
+    def milestone_written() -> bool:
+        states = list(checkpoints.glob("*/state.npz"))
+        if not states or not list(checkpoints.glob("*/snapshots-*/epoch_1.keras")):
+            return False
+        try:
+            with np.load(states[0]) as data:
+                return json.loads(str(data["meta"]))["epoch"] >= 1
+        except (OSError, ValueError, KeyError):
+            return False  # being written
+
+    _kill_when(tmp_path, milestone_written, "the milestone was checkpointed", [cell])
+    assert not (tmp_path / cell).exists()
+    snakemake(tmp_path, cell, "--cores", "2", "--rerun-incomplete", "--configfile", TEST_PRESET)
+    log = (tmp_path / "results/test/logs/ablation/baseline_seed_0.log").read_text()
+    assert "resuming from the checkpoint of epoch 1" in log
+    assert not checkpoints.exists()
+    snakemake(tiny_run, cell, "--cores", "2", "--configfile", TEST_PRESET)
+    got, want = (json.loads((root / cell).read_text()) for root in (tmp_path, tiny_run))
+    assert [m["epochs"] for m in got["milestones"]] == [1, 2]
+    for key in ("val_roc_auc", "test_roc_auc"):
+        np.testing.assert_allclose([m[key] for m in got["milestones"]], [m[key] for m in want["milestones"]],
+                                   atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(got["test"]["roc_auc"], want["test"]["roc_auc"], atol=1e-6)
 
 
 def test_a_full_disk_is_a_clear_error_and_leaves_no_partial_output(tmp_path):

@@ -687,11 +687,13 @@ def test_ablation_cells_for_camera_robustness_are_scored_under_shifts_on_validat
     override = config_files(tiny_run, TEST_PRESET, ablation={
         "factors": {"optimizer": [], "photometric": [True]},
         "preprocessing": ["all", "shades_of_gray", "six_stages"], "shifts": True, "milestones": [],
+        "combinations": [{"preprocessing": "shades_of_gray", "photometric": True}],
     }, shifts={"max_images": 12})  # fmt: skip
     snakemake(tiny_run, "ablation", "--cores", "2", *override)
     table = pd.read_csv(tiny_run / "results/test/ablation/ablation.csv").set_index("cell")
     assert list(table.index) == [
-        "baseline", "photometric-True", "preprocessing-shades_of_gray", "preprocessing-six_stages"
+        "baseline", "photometric-True", "preprocessing-shades_of_gray", "preprocessing-six_stages",
+        "preprocessing-shades_of_gray+photometric-True",
     ]  # fmt: skip
     assert table["val_roc_auc_mean"].between(0, 1).all()
     assert table["val_shifted_roc_auc_mean"].between(0, 1).all()
@@ -705,6 +707,11 @@ def test_ablation_cells_for_camera_robustness_are_scored_under_shifts_on_validat
     main = np.load(tiny_run / "results/test/preprocessed/shard_0.npz")
     assert list(variant["image_ids"]) == list(main["image_ids"])
     assert not np.array_equal(variant["images"], main["images"])
+    # Colour constancy and photometric augmentation together: the variant's cache, the ranges.
+    both = json.loads((tiny_run / "results/test/ablation/cells/preprocessing-shades_of_gray+photometric-True/"
+                                  "seed_0.json").read_text())  # fmt: skip
+    assert both["preprocessing"] == "shades_of_gray" and both["factor"] == "preprocessing+photometric"
+    assert both["val_shifts"]["clean_roc_auc"] == pytest.approx(both["val"]["roc_auc"], abs=1e-4)
 
 
 def test_suite_resumes_a_finished_run_and_writes_the_results_doc(tiny_run):

@@ -85,6 +85,7 @@ def ablation_cells(
     image_size: int | None = None,
     augment: Mapping[str, Any] | None = None,
     photometric: Mapping[str, Any] | None = None,
+    combinations: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, dict[str, Any]]:
     """Cell id -> {factor, value, student settings, preprocessing variant, augment overrides}.
 
@@ -96,6 +97,9 @@ def ablation_cells(
     run's preprocessing at that side (variant ``size_<side>``, a cache of its own). The
     ``photometric`` factor's cells train with the ``photometric`` ranges (true) or with none
     (false) instead of the run's ``augment`` ones; the value the run has is its baseline.
+    Each of ``combinations`` (factor -> value, ``preprocessing`` among the factors) is one
+    more cell with all its values at once, e.g. no distillation for 100 epochs; its id joins
+    the single factors' ids with ``+``.
     """
 
     def settings(overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -103,53 +107,47 @@ def ablation_cells(
         chosen["epochs"] = max(1, round(chosen["epochs"] * epoch_scale))
         return chosen
 
-    cells = {
-        BASELINE: {
-            "factor": BASELINE,
-            "value": "",
-            "student": settings({}),
-            "preprocessing": "all",
-        }
-    }
-    for factor, values in factors.items():
-        for value in values:
+    def cell(overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """The student settings, preprocessing variant and augment ranges of these values."""
+        chosen: dict[str, Any] = {"preprocessing": "all"}
+        student_overrides = {}
+        for factor, value in overrides.items():
             if factor == "photometric":
                 ranges = dict(photometric or {}) if value else dict.fromkeys(PHOTOMETRIC_KEYS, 0)
                 if Photometric.from_config(ranges) != Photometric.from_config(augment or {}):
-                    cells[_cell_id(factor, value)] = {
-                        "factor": factor,
-                        "value": value,
-                        "student": settings({}),
-                        "preprocessing": "all",
-                        "augment": ranges,
-                    }
-                continue
-            if factor == "image_size":
-                if value != image_size:
-                    cells[_cell_id(factor, value)] = {
-                        "factor": factor,
-                        "value": value,
-                        "student": settings({}),
-                        "preprocessing": f"{SIZE_PREFIX}{value}",
-                    }
-                continue
-            if value == student[factor]:
-                continue
-            cells[_cell_id(factor, value)] = {
-                "factor": factor,
-                "value": value,
-                "student": settings({factor: value}),
-                "preprocessing": "all",
-            }
+                    chosen["augment"] = ranges
+            elif factor in ("image_size", "preprocessing"):
+                variant = f"{SIZE_PREFIX}{value}" if factor == "image_size" else value
+                if variant in ("all", f"{SIZE_PREFIX}{image_size}"):
+                    continue
+                if chosen["preprocessing"] != "all":
+                    raise ValueError(f"ablation cell {dict(overrides)}: image_size and preprocessing "
+                                     "each need a cache of their own; combine one of them")  # fmt: skip
+                chosen["preprocessing"] = variant
+            else:
+                student_overrides[factor] = value
+        return {"student": settings(student_overrides), **chosen}
+
+    baseline = cell({})
+    cells = {BASELINE: {"factor": BASELINE, "value": "", **baseline}}
+
+    def add(factor: str, value: Any, overrides: Mapping[str, Any], cell_id: str) -> None:
+        chosen = cell(overrides)
+        if chosen != baseline:  # the chosen configuration itself is the baseline cell
+            cells[cell_id] = {"factor": factor, "value": value, **chosen}
+
+    for factor, values in factors.items():
+        for value in values:
+            add(factor, value, {factor: value}, _cell_id(factor, value))
     for variant in preprocessing:
-        if variant == "all":
-            continue
-        cells[_cell_id("preprocessing", variant)] = {
-            "factor": "preprocessing",
-            "value": variant,
-            "student": settings({}),
-            "preprocessing": variant,
-        }
+        add("preprocessing", variant, {"preprocessing": variant}, _cell_id("preprocessing", variant))
+    for combination in combinations:
+        add(
+            "+".join(combination),
+            "+".join(str(value) for value in combination.values()),
+            combination,
+            "+".join(_cell_id(factor, value) for factor, value in combination.items()),
+        )
     return cells
 
 

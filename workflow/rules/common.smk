@@ -53,6 +53,7 @@ ABLATION_CELLS = ablation_cells(
     config["image_size"],
     config["augment"],
     config["ablation"]["photometric"],
+    config["ablation"]["combinations"],
 )
 ABLATION_VARIANTS = sorted(
     {cell["preprocessing"] for cell in ABLATION_CELLS.values()} - {"all"}
