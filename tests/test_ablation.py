@@ -163,14 +163,18 @@ def test_summary_gives_mean_and_spread_over_seeds_beside_the_paper():
     assert table.loc[BASELINE, "paper_kaggle_mcc"] == 0.9787
 
 
-def test_summary_carries_validation_and_shift_columns_where_the_cells_have_them():
+def test_summary_carries_validation_shift_and_external_columns_where_the_cells_have_them():
     def result(seed, val, clean, shifted):
         test = {"roc_auc": 0.8, "accuracy": 0.7, "mcc": 0.5, "balanced_accuracy": 0.7}
         shifts = {"clean_roc_auc": clean, "mean_shifted_roc_auc": shifted, "drop": clean - shifted}
         return {"cell": BASELINE, "factor": BASELINE, "value": "", "seed": seed, "test": test,
                 "val": {"roc_auc": val}, "val_shifts": shifts, "train_seconds": 1.0}  # fmt: skip
 
-    row = summarise([result(0, 0.9, 0.9, 0.8), result(1, 0.86, 0.86, 0.82)]).iloc[0]
+    first, second = result(0, 0.9, 0.9, 0.8), result(1, 0.86, 0.86, 0.82)
+    first["external"] = {"ph2": {"images": 200, "roc_auc": 0.7}}
+    second["external"] = {"ph2": {"images": 200, "roc_auc": 0.6}}
+    row = summarise([first, second]).iloc[0]
+    assert row["ph2_roc_auc_mean"] == pytest.approx(0.65)
     assert row["val_roc_auc_mean"] == pytest.approx(0.88)
     assert row["val_shifted_roc_auc_mean"] == pytest.approx(0.81)
     assert row["val_shift_drop_mean"] == pytest.approx(0.07)

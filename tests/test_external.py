@@ -531,6 +531,19 @@ PROB = np.array([0.1, 0.4, 0.35, 0.2, 0.8, 0.6, 0.3, 0.45, 0.55, 0.9])
 THRESHOLDS = {"validation": 0.3, "0.5": 0.5}
 
 
+def test_unseen_images_leave_out_what_the_overlap_table_marks_seen(tmp_path):
+    from skinkd.evaluate.external import unseen_images
+
+    images, overlap = tmp_path / "images.csv", tmp_path / "overlap.csv"
+    images.write_text("image_id,path,label\na,x/a.jpg,0\nb,x/b.jpg,1\nc,x/c.jpg,1\n")
+    overlap.write_text("image_id,matched_splits,seen\na,train,True\nb,test,False\nc,,False\n")
+    paths, labels = unseen_images(images, overlap)
+    assert paths == ["x/b.jpg", "x/c.jpg"] and labels.tolist() == [1, 1]
+    overlap.write_text("image_id,matched_splits\na,train\n")
+    with pytest.raises(DataError, match="overlap.csv: missing column"):
+        unseen_images(images, overlap)
+
+
 def test_evaluate_external_subsets_match_classification_metrics():
     seen = np.array([True, False, False, False, True, False, False, False, False, False])
     result = evaluate_external("m", LABELS, PROB, THRESHOLDS, seen=seen, n_boot=50, seed=0)

@@ -67,6 +67,12 @@ def test_ablation_table_shows_the_validation_columns_a_setting_is_chosen_on(tmp_
     rows = ablation_rows(table, {"baseline": 6, "alpha-1.0": 6})
     assert rows[1].startswith("| cell | epochs | seeds | val ROC AUC | val under shifts (drop) | test ROC AUC")
     assert rows[4] == "| alpha-1.0 | 6 | 3 | 0.880 ± 0.006 | 0.840 ± 0.020 (0.040) | 0.800 ± 0.010 | 0.790 ± 0.010 |  |"
+    # External sets' columns follow the test split's; a cell not scored on one shows a dash.
+    rows = ablation_rows(table.assign(ph2_roc_auc_mean=[0.7, float("nan")], ph2_roc_auc_std=[0.02, float("nan")]),
+                         {"baseline": 6})  # fmt: skip
+    assert "| test ROC AUC mean ± sd | ph2 ROC AUC | accuracy mean ± sd |" in rows[1]
+    assert rows[3].startswith("| baseline | 6 | 3 | 0.900 ± 0.004 | 0.820 ± 0.010 (0.080) | 0.850 ± 0.010 | 0.700 ± 0.020 |")
+    assert "| 0.800 ± 0.010 | – | 0.790 ± 0.010 |" in rows[4]
 
 
 def test_a_cell_is_chosen_on_its_validation_columns_against_the_seed_spread():

@@ -684,11 +684,13 @@ def test_ablation_grid_runs_and_tabulates(tiny_run):
 
 
 def test_ablation_cells_for_camera_robustness_are_scored_under_shifts_on_validation(tiny_run):
+    make_external_set(tiny_run, tiny_run / "other_camera")
+    external = [{"name": "other_camera", "layout": "csv", "labels": str(tiny_run / "other_camera/labels.csv")}]
     override = config_files(tiny_run, TEST_PRESET, ablation={
         "factors": {"optimizer": [], "photometric": [True]},
         "preprocessing": ["all", "shades_of_gray", "six_stages"], "shifts": True, "milestones": [],
-        "combinations": [{"preprocessing": "shades_of_gray", "photometric": True}],
-    }, shifts={"max_images": 12})  # fmt: skip
+        "combinations": [{"preprocessing": "shades_of_gray", "photometric": True}], "external": True,
+    }, shifts={"max_images": 12}, external=external)  # fmt: skip
     snakemake(tiny_run, "ablation", "--cores", "2", *override)
     table = pd.read_csv(tiny_run / "results/test/ablation/ablation.csv").set_index("cell")
     assert list(table.index) == [
@@ -712,6 +714,12 @@ def test_ablation_cells_for_camera_robustness_are_scored_under_shifts_on_validat
                                   "seed_0.json").read_text())  # fmt: skip
     assert both["preprocessing"] == "shades_of_gray" and both["factor"] == "preprocessing+photometric"
     assert both["val_shifts"]["clean_roc_auc"] == pytest.approx(both["val"]["roc_auc"], abs=1e-4)
+    # Every cell is scored on the external set's 11 images the run has not seen (not on the
+    # five resized training images), through the cell's own preprocessing.
+    scores = {cell: json.loads((tiny_run / f"results/test/ablation/cells/{cell}/seed_0.json").read_text())
+              ["external"]["other_camera"] for cell in table.index}  # fmt: skip
+    assert {score["images"] for score in scores.values()} == {11}
+    assert table["other_camera_roc_auc_mean"].tolist() == pytest.approx([s["roc_auc"] for s in scores.values()])
 
 
 def test_suite_resumes_a_finished_run_and_writes_the_results_doc(tiny_run):

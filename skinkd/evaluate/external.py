@@ -61,23 +61,25 @@ class Reference:
 _PHASH = re.compile(r"[0-9a-fA-F]{16}")
 
 
-def _require(path: Path, header: Sequence[str], columns: Sequence[str]) -> None:
+_AGAINST = "--against takes a run's results/<name> folder, its data/splits.csv or its data/manifest.csv"
+
+
+def _require(path: Path, header: Sequence[str], columns: Sequence[str], hint: str = _AGAINST) -> None:
     missing = [column for column in columns if column not in header]
     if missing:
-        raise DataError(
-            f"{path}: missing column(s) {', '.join(missing)}; --against takes a run's "
-            "results/<name> folder, its data/splits.csv or its data/manifest.csv"
-        )
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; {hint}")
 
 
-def _csv_records(path: Path, required: Sequence[str]) -> tuple[list[str], list[dict[str, str]]]:
+def _csv_records(
+    path: Path, required: Sequence[str], hint: str = _AGAINST
+) -> tuple[list[str], list[dict[str, str]]]:
     if not path.is_file():
         raise DataError(f"{path}: manifest does not exist")
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         header = list(reader.fieldnames or [])
         rows = list(reader)
-    _require(path, header, required)
+    _require(path, header, required, hint)
     if not rows:
         raise DataError(f"{path}: no images in the manifest")
     return header, rows
@@ -110,6 +112,17 @@ def read_reference(path: str | os.PathLike) -> Reference:
         sha256=np.array([row["sha256"] for row in rows]),
         phash=hashes_to_uint64([row["phash"] for row in rows]),
     )
+
+
+def unseen_images(images_csv: str | os.PathLike, overlap_csv: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+    """Paths and labels of an external set's images (``external_images``'s table) that its
+    overlap table (``external_overlap``) does not mark seen by the run."""
+    hint = "the external_images and external_overlap rules write these tables"
+    _, images = _csv_records(Path(images_csv), ("image_id", "path", "label"), hint)
+    _, overlap = _csv_records(Path(overlap_csv), ("image_id", "seen"), hint)
+    seen = {row["image_id"] for row in overlap if row["seen"] == "True"}
+    unseen = [row for row in images if row["image_id"] not in seen]
+    return [row["path"] for row in unseen], np.array([int(row["label"]) for row in unseen], dtype=np.int64)
 
 
 def overlap_rows(

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from skinkd.checkpoint import Checkpoint
@@ -152,7 +153,8 @@ def ablation_cells(
 
 
 def summarise(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Mean and standard deviation over seeds of each cell's test metrics."""
+    """Mean and standard deviation over seeds of each cell's test metrics, and of its
+    validation, shift and external-set scores where it has them (``<set>_roc_auc``)."""
     frame = pd.DataFrame(
         [
             {
@@ -163,14 +165,16 @@ def summarise(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
                 **{k: r["test"][k] for k in ("roc_auc", "accuracy", "mcc", "balanced_accuracy")},
                 **({"val_roc_auc": r["val"]["roc_auc"]} if "val" in r else {}),
                 **_shift_columns(r.get("val_shifts")),
+                **{f"{name}_roc_auc": e["roc_auc"] for name, e in r.get("external", {}).items()},
                 "train_seconds": r["train_seconds"],
             }
             for r in results
         ]
     )
     columns = ("roc_auc", "accuracy", "mcc", "balanced_accuracy", "val_roc_auc",
-               "val_shifted_roc_auc", "val_shift_drop", "train_seconds")  # fmt: skip
-    metrics = [column for column in columns if column in frame]
+               "val_shifted_roc_auc", "val_shift_drop")  # fmt: skip
+    external = [c for c in frame if c.endswith("_roc_auc") and c not in columns]
+    metrics = [column for column in (*columns, *external, "train_seconds") if column in frame]
     grouped = frame.groupby(["cell", "factor", "value"], sort=False)
     table = grouped[metrics].agg(["mean", "std"])
     table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
@@ -216,13 +220,15 @@ def run_cell(
     checkpoint: Checkpoint | None = None,
     milestones: Sequence[int] = (),
     shift_set: ShiftSet | None = None,
+    external: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
     """Train one cell's student for one seed (resumable with a ``checkpoint``) and score it
     on the validation and test splits; with ``milestones``, also the student it would have
     kept had it trained for each of those epoch counts (below its own), on both splits
     (``milestones`` in the result, the final student's last); with a ``shift_set`` (raw
     validation images), its acquisition-shift summary there (``val_shifts``), the number a
-    setting that should hold up on other cameras is chosen on."""
+    setting that should hold up on other cameras is chosen on; with ``external`` (set name ->
+    images preprocessed as the cell's, labels), its ROC AUC on each set, for reporting."""
     import shutil
     import tempfile
     import time
@@ -230,7 +236,7 @@ def run_cell(
 
     from skinkd.data.cache import load_splits
     from skinkd.data.classes import binary_logits, malignant_mask, malignant_probability
-    from skinkd.evaluate.metrics import classification_metrics
+    from skinkd.evaluate.metrics import classification_metrics, roc_auc
     from skinkd.nn.models import keras_logits, load_model
     from skinkd.student.train import distil_from_cache
 
@@ -279,6 +285,15 @@ def run_cell(
     def probability(images):
         return malignant_probability(keras_logits(student, images))
 
+    def external_scores(sets: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, dict]:
+        found = {}
+        for name, (images, labels) in sets.items():
+            if len(np.unique(labels)) < 2:
+                log.info("external set %s: one class only, no ROC AUC", name)
+                continue
+            found[name] = {"images": len(labels), "roc_auc": roc_auc(labels, probability(images))}
+        return found
+
     val_images, val_labels, _ = data["val"]
     val = classification_metrics(val_labels, probability(val_images), threshold)
     test = classification_metrics(test_labels, probability(test_images), threshold)
@@ -297,4 +312,5 @@ def run_cell(
         "test": test,
         "milestones": scores,
         **({"val_shifts": shift_set.summary(probability)} if shift_set else {}),
+        **({"external": external_scores(external)} if external else {}),
     }

@@ -170,12 +170,15 @@ def metrics_section(label: str, command: str, run: Mapping[str, Any]) -> list[st
 def ablation_rows(ablation: pd.DataFrame, epochs: Mapping[str, int]) -> list[str]:
     """The grid's table: test metrics, and where the cells were scored on the validation
     split (the columns a setting is chosen on), its ROC AUC and its mean under the shift
-    benchmark."""
+    benchmark, and on external sets (for reporting), their ROC AUC."""
     val = "val_roc_auc_mean" in ablation
     shifts = "val_shifted_roc_auc_mean" in ablation
+    own = {"roc_auc_mean", "val_roc_auc_mean", "val_shifted_roc_auc_mean"}
+    external = [c[: -len("_roc_auc_mean")] for c in ablation if c.endswith("_roc_auc_mean") and c not in own]
     header = ["cell", "epochs", "seeds"] + (["val ROC AUC"] if val else []) + (
         ["val under shifts (drop)"] if shifts else []
-    ) + ["test ROC AUC mean ± sd", "accuracy mean ± sd", "paper HAM10000 acc"]
+    ) + ["test ROC AUC mean ± sd", *(f"{name} ROC AUC" for name in external), "accuracy mean ± sd",
+         "paper HAM10000 acc"]  # fmt: skip
     lines = ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, row in ablation.iterrows():
         cells = [row["cell"], epochs.get(row["cell"], ""), row["seeds"]]
@@ -185,6 +188,7 @@ def ablation_rows(ablation: pd.DataFrame, epochs: Mapping[str, int]) -> list[str
             cells.append(f"{_mean_sd(row['val_shifted_roc_auc_mean'], row['val_shifted_roc_auc_std'])} "
                          f"({row['val_shift_drop_mean']:.3f})")  # fmt: skip
         cells += [f"{row['roc_auc_mean']:.3f} ± {row['roc_auc_std']:.3f}",
+                  *(_mean_sd(row[f"{name}_roc_auc_mean"], row[f"{name}_roc_auc_std"]) for name in external),
                   f"{row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f}",
                   _paper(row.get("paper_ham10000_accuracy"))]  # fmt: skip
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
@@ -212,7 +216,9 @@ def shifts_section(shifts: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 
 def _mean_sd(mean: float, sd: float) -> str:
-    """One seed has no spread: its mean alone."""
+    """One seed has no spread: its mean alone; none (a cell not scored on it): a dash."""
+    if pd.isna(mean):
+        return "–"
     return f"{mean:.3f}" if pd.isna(sd) else f"{mean:.3f} ± {sd:.3f}"
 
 

@@ -27,6 +27,7 @@ rule ablation_preprocess_shard:
 rule ablation_cell:
     input:
         unpack(ablation_shift_inputs),
+        unpack(ablation_external_inputs),
         shards=ablation_cell_shards,
         splits=SPLITS_CSV,
         soft_labels=f"{RESULTS}/teacher/soft_labels.npz",
@@ -55,6 +56,7 @@ rule ablation_cell:
         threshold=config["evaluate"]["threshold"],
         milestones=config["ablation"]["milestones"],
         shifts=config["shifts"] if config["ablation"]["shifts"] else None,
+        external=list(EXTERNAL) if config["ablation"]["external"] else [],
         preprocessing=ablation_cell_preprocessing,
     script:
         "../scripts/ablation_cell.py"

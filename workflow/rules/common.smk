@@ -279,6 +279,20 @@ def ablation_shift_inputs(wildcards):
     )
 
 
+def ablation_external_inputs(wildcards):
+    """Each external set's images and their overlap with the run, where the cells are
+    scored on them."""
+    if not config["ablation"]["external"]:
+        return {}
+    return {
+        key: expand(f"{RESULTS}/external/{{set}}/{name}.csv", set=list(EXTERNAL))
+        for key, name in (
+            ("external_images", "images"),
+            ("external_overlap", "overlap"),
+        )
+    }
+
+
 def ablation_cell_shards(wildcards):
     """The main cache, or the cache of the cell's preprocessing variant."""
     variant = ABLATION_CELLS[wildcards.cell]["preprocessing"]

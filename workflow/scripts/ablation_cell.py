@@ -2,9 +2,13 @@
 
 import json
 
+import numpy as np
+
 from skinkd.atomic import write_text
+from skinkd.data.cache import preprocess_paths
 from skinkd.data.manifest import read_manifest
 from skinkd.data.preprocess import Preprocessing
+from skinkd.evaluate.external import unseen_images
 from skinkd.evaluate.shift_benchmark import ShiftSet, split_images
 from skinkd.runs.ablation import run_cell
 from skinkd.workflow import rule_checkpoint, run_rule
@@ -18,6 +22,17 @@ def shift_set() -> ShiftSet | None:
     images, labels = split_images(read_manifest(snakemake.input.manifest), read_manifest(snakemake.input.splits),
                                   "val", shifts["max_images"], shifts["seed"])  # fmt: skip
     return ShiftSet(images, labels, Preprocessing.from_dict(snakemake.params.preprocessing), shifts["seed"])
+
+
+def external_sets() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each external set's images the run has not seen, preprocessed as the cell's student's."""
+    params = Preprocessing.from_dict(snakemake.params.preprocessing)
+    found = {}
+    for name, images, overlap in zip(snakemake.params.external, snakemake.input.get("external_images", []),
+                                     snakemake.input.get("external_overlap", []), strict=True):  # fmt: skip
+        paths, labels = unseen_images(images, overlap)
+        found[name] = (preprocess_paths(paths, params), labels)
+    return found
 
 
 def main() -> None:
@@ -35,6 +50,7 @@ def main() -> None:
         checkpoint=rule_checkpoint(snakemake),
         milestones=snakemake.params.milestones,
         shift_set=shift_set(),
+        external=external_sets(),
     )
     write_text(json.dumps(result, indent=2, allow_nan=False) + "\n", snakemake.output.result)
 
