@@ -654,6 +654,8 @@ def test_an_image_size_cell_gets_a_cache_at_its_side(tiny_run):
     override = config_files(tiny_run, TEST_PRESET, ablation={"factors": factors, "preprocessing": []})
     jobs = planned_jobs(tiny_run, *override, target="ablation")
     assert jobs == Counter(ablation_cell=2, ablation_preprocess_shard=2, ablation_table=1, ablation=1)
+    # The grid does not describe the model: the run's own outputs, its card included, stand.
+    assert planned_jobs(tiny_run, *override) == Counter()
     snakemake(tiny_run, "results/test/ablation/preprocessed/size_32/shard_0.npz", "--cores", "1", *override)
     shard = np.load(tiny_run / "results/test/ablation/preprocessed/size_32/shard_0.npz")
     main = np.load(tiny_run / "results/test/preprocessed/shard_0.npz")
