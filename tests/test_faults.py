@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import time
@@ -105,7 +106,10 @@ def test_an_ablation_cell_killed_after_its_milestone_resumes_to_the_same_scores(
     resumes from epoch 1 and scores the milestone and the final student as the uninterrupted
     cell did (the snapshot outlived the killed process)."""
     cell = "results/test/ablation/cells/baseline/seed_0.json"
-    checkpoints = tmp_path / "results/test/ablation/cells/baseline/.checkpoints"
+    run = tmp_path / "run"
+    # The tiny run as it stands (times kept, so that nothing upstream of the cell reruns).
+    shutil.copytree(tiny_run, run, symlinks=True, ignore=shutil.ignore_patterns("ablation"))
+    checkpoints = run / "results/test/ablation/cells/baseline/.checkpoints"
 
     def milestone_written() -> bool:
         states = list(checkpoints.glob("*/state.npz"))
@@ -117,14 +121,14 @@ def test_an_ablation_cell_killed_after_its_milestone_resumes_to_the_same_scores(
         except (OSError, ValueError, KeyError):
             return False  # being written
 
-    _kill_when(tmp_path, milestone_written, "the milestone was checkpointed", [cell])
-    assert not (tmp_path / cell).exists()
-    snakemake(tmp_path, cell, "--cores", "2", "--rerun-incomplete", "--configfile", TEST_PRESET)
-    log = (tmp_path / "results/test/logs/ablation/baseline_seed_0.log").read_text()
+    _kill_when(run, milestone_written, "the milestone was checkpointed", [cell])
+    assert not (run / cell).exists()
+    snakemake(run, cell, "--cores", "2", "--rerun-incomplete", "--configfile", TEST_PRESET)
+    log = (run / "results/test/logs/ablation/baseline_seed_0.log").read_text()
     assert "resuming from the checkpoint of epoch 1" in log
     assert not checkpoints.exists()
     snakemake(tiny_run, cell, "--cores", "2", "--configfile", TEST_PRESET)
-    got, want = (json.loads((root / cell).read_text()) for root in (tmp_path, tiny_run))
+    got, want = (json.loads((root / cell).read_text()) for root in (run, tiny_run))
     assert [m["epochs"] for m in got["milestones"]] == [1, 2]
     for key in ("val_roc_auc", "test_roc_auc"):
         np.testing.assert_allclose([m[key] for m in got["milestones"]], [m[key] for m in want["milestones"]],
