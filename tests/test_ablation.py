@@ -122,12 +122,13 @@ def test_combinations_are_cells_with_several_factors_at_once():
     ]
     cells = ablation_cells(CHOSEN, {"alpha": [1.0]}, [], epoch_scale=0.5, augment={},
                            photometric=ranges, combinations=combinations)  # fmt: skip
+    # Ids name the factors in alphabetical order, however the combination lists them.
     assert set(cells) == {BASELINE, "alpha-1.0", "alpha-1.0+epochs-100",
-                          "preprocessing-shades_of_gray+photometric-True"}  # fmt: skip
+                          "photometric-True+preprocessing-shades_of_gray"}  # fmt: skip
     long = cells["alpha-1.0+epochs-100"]
     assert (long["factor"], long["value"]) == ("alpha+epochs", "1.0+100")
     assert long["student"] == {**CHOSEN, "alpha": 1.0, "epochs": 50} and long["preprocessing"] == "all"
-    both = cells["preprocessing-shades_of_gray+photometric-True"]
+    both = cells["photometric-True+preprocessing-shades_of_gray"]
     assert both["preprocessing"] == "shades_of_gray" and both["augment"] == ranges
     assert both["student"] == cells[BASELINE]["student"]
     with pytest.raises(ValueError, match="image_size and preprocessing"):

@@ -654,8 +654,8 @@ def test_an_image_size_cell_gets_a_cache_at_its_side(tiny_run):
     override = config_files(tiny_run, TEST_PRESET, ablation={"factors": factors, "preprocessing": []})
     jobs = planned_jobs(tiny_run, *override, target="ablation")
     assert jobs == Counter(ablation_cell=2, ablation_preprocess_shard=2, ablation_table=1, ablation=1)
-    # The grid does not describe the model: the run's own outputs, its card included, stand.
-    assert planned_jobs(tiny_run, *override) == Counter()
+    # The grid does not describe the model: its card and what reads it stand.
+    assert planned_jobs(tiny_run, *override, target="results/test/export/model_card.json") == Counter()
     snakemake(tiny_run, "results/test/ablation/preprocessed/size_32/shard_0.npz", "--cores", "1", *override)
     shard = np.load(tiny_run / "results/test/ablation/preprocessed/size_32/shard_0.npz")
     main = np.load(tiny_run / "results/test/preprocessed/shard_0.npz")
@@ -697,7 +697,7 @@ def test_ablation_cells_for_camera_robustness_are_scored_under_shifts_on_validat
     table = pd.read_csv(tiny_run / "results/test/ablation/ablation.csv").set_index("cell")
     assert list(table.index) == [
         "baseline", "photometric-True", "preprocessing-shades_of_gray", "preprocessing-six_stages",
-        "preprocessing-shades_of_gray+photometric-True",
+        "photometric-True+preprocessing-shades_of_gray",
     ]  # fmt: skip
     assert table["val_roc_auc_mean"].between(0, 1).all()
     assert table["val_shifted_roc_auc_mean"].between(0, 1).all()
@@ -712,9 +712,9 @@ def test_ablation_cells_for_camera_robustness_are_scored_under_shifts_on_validat
     assert list(variant["image_ids"]) == list(main["image_ids"])
     assert not np.array_equal(variant["images"], main["images"])
     # Colour constancy and photometric augmentation together: the variant's cache, the ranges.
-    both = json.loads((tiny_run / "results/test/ablation/cells/preprocessing-shades_of_gray+photometric-True/"
+    both = json.loads((tiny_run / "results/test/ablation/cells/photometric-True+preprocessing-shades_of_gray/"
                                   "seed_0.json").read_text())  # fmt: skip
-    assert both["preprocessing"] == "shades_of_gray" and both["factor"] == "preprocessing+photometric"
+    assert both["preprocessing"] == "shades_of_gray" and both["factor"] == "photometric+preprocessing"
     assert both["val_shifts"]["clean_roc_auc"] == pytest.approx(both["val"]["roc_auc"], abs=1e-4)
     # Every cell is scored on the external set's 11 images the run has not seen (not on the
     # five resized training images), through the cell's own preprocessing.

@@ -100,7 +100,7 @@ def ablation_cells(
     (false) instead of the run's ``augment`` ones; the value the run has is its baseline.
     Each of ``combinations`` (factor -> value, ``preprocessing`` among the factors) is one
     more cell with all its values at once, e.g. no distillation for 100 epochs; its id joins
-    the single factors' ids with ``+``.
+    the single factors' ids with ``+``, in alphabetical order.
     """
 
     def settings(overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -143,11 +143,12 @@ def ablation_cells(
     for variant in preprocessing:
         add("preprocessing", variant, {"preprocessing": variant}, _cell_id("preprocessing", variant))
     for combination in combinations:
+        ordered = dict(sorted(combination.items()))  # one id however the config orders it
         add(
-            "+".join(combination),
-            "+".join(str(value) for value in combination.values()),
-            combination,
-            "+".join(_cell_id(factor, value) for factor, value in combination.items()),
+            "+".join(ordered),
+            "+".join(str(value) for value in ordered.values()),
+            ordered,
+            "+".join(_cell_id(factor, value) for factor, value in ordered.items()),
         )
     return cells
 
