@@ -69,6 +69,7 @@ def check_config(config: Mapping[str, Any]) -> None:
             "teacher.augmented_views) of 1 or more"
         )
     _check_external(config.get("external", []))
+    _check_ablation(config)
     overlap = set(dataset["benign_classes"]) & set(dataset["malignant_classes"])
     if overlap:
         raise ConfigError(
@@ -90,6 +91,23 @@ def _check_external(sets: list[Mapping[str, Any]]) -> None:
             raise ConfigError(f"{key}.labels: file {entry['labels']!r} does not exist")
         if entry.get("root") and not Path(entry["root"]).is_dir():
             raise ConfigError(f"{key}.root: folder {entry['root']!r} does not exist")
+
+
+def _check_ablation(config: Mapping[str, Any]) -> None:
+    ablation = config["ablation"]
+    cells = [(f"ablation.factors.{factor}", {factor: value})
+             for factor, values in ablation["factors"].items() for value in values]  # fmt: skip
+    cells += [(f"ablation.combinations[{i}]", c) for i, c in enumerate(ablation["combinations"])]
+    for key, cell in cells:
+        if cell.get("classes") == "dx" and config["teacher"]["classes"] != "dx":
+            raise ConfigError(f"{key}: a dx student distils seven-class soft labels, so it "
+                              "needs teacher.classes: dx")  # fmt: skip
+        # Each needs a preprocessed cache of its own (the run's at another side, or a variant).
+        if cell.get("image_size", config["image_size"]) != config["image_size"] and cell.get(
+            "preprocessing", "all"
+        ) != "all":
+            raise ConfigError(f"{key}: image_size and preprocessing each need a cache of "
+                              "their own; combine one of them with other factors")  # fmt: skip
 
 
 def config_hash(section: Any) -> str:

@@ -7,7 +7,9 @@ import pytest
 
 from skinkd.data.preprocess import Preprocessing
 from skinkd.data.split import subsample_indices
+from skinkd.errors import ConfigError
 from skinkd.runs.ablation import (
+    cell_seeds,
     BASELINE,
     ablation_cells,
     preprocessing_variant,
@@ -133,6 +135,14 @@ def test_combinations_are_cells_with_several_factors_at_once():
     assert both["student"] == cells[BASELINE]["student"]
     with pytest.raises(ValueError, match="image_size and preprocessing"):
         ablation_cells(CHOSEN, {}, [], image_size=96, combinations=[{"image_size": 64, "preprocessing": "none"}])
+
+
+def test_cell_seeds_give_named_cells_their_own_seeds():
+    cells = ablation_cells(CHOSEN, {"epochs": [100], "alpha": [1.0]}, [])
+    seeds = cell_seeds(cells, [1, 2, 3], {"epochs-100": [1]})
+    assert seeds == {BASELINE: [1, 2, 3], "epochs-100": [1], "alpha-1.0": [1, 2, 3]}
+    with pytest.raises(ConfigError, match=r"ablation.cell_seeds.epochs-70: no such cell; .*epochs-100"):
+        cell_seeds(cells, [1], {"epochs-70": [1]})
 
 
 def test_subsample_is_stratified_seeded_and_bounded():

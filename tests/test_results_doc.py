@@ -9,7 +9,7 @@ import pandas as pd
 
 from skinkd.evaluate.metrics import evaluate_model, write_evaluation
 from skinkd.runs.readings import addition_reading, cell_reading, teacher_gap_reading
-from skinkd.runs.results_doc import main, render
+from skinkd.runs.results_doc import main, render, seeds_phrase
 
 
 def fake_run(results, name, auc_shift, ablation=None):
@@ -304,3 +304,8 @@ def test_the_shift_summary_is_tabulated_per_split_and_model(tmp_path):
     rows = [line for line in text.splitlines() if line.startswith("| val |") or line.startswith("| test |")]
     assert rows == ["| val | 500 | student | 0.900 | 0.850 | 0.050 | vignetting 5: 0.700 |",
                     "| test | 500 | student | 0.900 | 0.850 | 0.050 | vignetting 5: 0.700 |"]  # fmt: skip
+
+
+def test_seeds_phrase_names_the_usual_count_and_points_at_the_exceptions():
+    assert seeds_phrase(pd.Series([3, 3, 3])) == "3 seeds"
+    assert seeds_phrase(pd.Series([3, 1, 3, 1, 3])) == "3 seeds (2 cells fewer or more: the seeds column)"

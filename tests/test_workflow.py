@@ -215,6 +215,11 @@ def test_every_suite_run_plans_on_the_shared_data(tmp_path, run):
          "file 'none.csv' does not exist"),
         ({"external": [{"name": "x", "layout": "tsv", "labels": "a.tsv"}]}, "external[0].layout",
          "'folder', 'csv', 'isic'"),
+        ({"ablation": {"factors": {"classes": ["dx"]}}}, "ablation.factors.classes",
+         "needs teacher.classes: dx"),
+        ({"ablation": {"combinations": [{"alpha": 1.0}, {"image_size": 64, "preprocessing": "none"}]}},
+         "ablation.combinations[1]", "image_size and preprocessing each need a cache"),
+        ({"ablation": {"cell_seeds": {"epochs-7": [1]}}}, "ablation.cell_seeds.epochs-7", "no such cell"),
     ],
 )
 def test_bad_config_value_names_the_key_and_what_is_allowed(tmp_path, override, key, allowed):

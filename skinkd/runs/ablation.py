@@ -17,6 +17,7 @@ import pandas as pd
 
 from skinkd.checkpoint import Checkpoint
 from skinkd.data.photometric import Photometric
+from skinkd.errors import ConfigError
 from skinkd.evaluate.shift_benchmark import ShiftSet
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,18 @@ def ablation_cells(
             "+".join(_cell_id(factor, value) for factor, value in ordered.items()),
         )
     return cells
+
+
+def cell_seeds(
+    cells: Mapping[str, Any], seeds: Sequence[int], overrides: Mapping[str, Sequence[int]]
+) -> dict[str, list[int]]:
+    """Cell id -> the seeds it is trained with: ``seeds``, or the cell's own in ``overrides``
+    (``ablation.cell_seeds``: e.g. one seed for a long curve whose chosen point has three)."""
+    unknown = sorted(set(overrides) - set(cells))
+    if unknown:
+        raise ConfigError(f"ablation.cell_seeds.{unknown[0]}: no such cell; the grid's cells "
+                          f"are {', '.join(cells)}")  # fmt: skip
+    return {cell: list(overrides.get(cell, seeds)) for cell in cells}
 
 
 def summarise(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

@@ -155,7 +155,7 @@ def metrics_section(label: str, command: str, run: Mapping[str, Any]) -> list[st
                   + (f" at {run['image_size']} px" if run["image_size"] else "")
                   + f" for {budget['epochs']['baseline']} epochs in the baseline "
                   f"(the epochs column: every epoch count scaled alike), "
-                  f"{int(ablation['seeds'].max())} seeds; the grid "
+                  + seeds_phrase(ablation["seeds"]) + "; the grid "
                   f"took {budget['wall_seconds'] / 60:.1f} min wall on this machine. The paper's "
                   "accuracy (its Table 3: 224 px, 70 epochs, image-level split, paper mapping) "
                   "is beside each cell it tested."]  # fmt: skip
@@ -165,6 +165,14 @@ def metrics_section(label: str, command: str, run: Mapping[str, Any]) -> list[st
     for name, external in run.get("external", {}).items():
         lines += external_section(name, external)
     return lines + [""]
+
+
+def seeds_phrase(seeds: pd.Series) -> str:
+    """How many seeds the cells have: one count, or the usual one and the exceptions."""
+    counts = seeds.astype(int)
+    usual = int(counts.mode().max())
+    fewer = int((counts != usual).sum())
+    return f"{usual} seeds" + (f" ({fewer} cells fewer or more: the seeds column)" if fewer else "")
 
 
 def ablation_rows(ablation: pd.DataFrame, epochs: Mapping[str, int]) -> list[str]:

@@ -64,11 +64,11 @@ rule ablation_cell:
 
 rule ablation_table:
     input:
-        results=expand(
-            f"{RESULTS}/ablation/cells/{{cell}}/seed_{{seed}}.json",
-            cell=list(ABLATION_CELLS),
-            seed=config["ablation"]["seeds"],
-        ),
+        results=[
+            f"{RESULTS}/ablation/cells/{cell}/seed_{seed}.json"
+            for cell, seeds in ABLATION_SEEDS.items()
+            for seed in seeds
+        ],
     output:
         table=report(
             f"{RESULTS}/ablation/ablation.csv",

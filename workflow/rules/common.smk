@@ -19,6 +19,7 @@ from skinkd.data.classes import class_names, malignant_mask
 from skinkd.data.preprocess import Preprocessing
 from skinkd.runs.ablation import (
     ablation_cells,
+    cell_seeds,
     preprocessing_variant,
     variant_image_size,
 )
@@ -54,6 +55,9 @@ ABLATION_CELLS = ablation_cells(
     config["augment"],
     config["ablation"]["photometric"],
     config["ablation"]["combinations"],
+)
+ABLATION_SEEDS = cell_seeds(
+    ABLATION_CELLS, config["ablation"]["seeds"], config["ablation"]["cell_seeds"]
 )
 ABLATION_VARIANTS = sorted(
     {cell["preprocessing"] for cell in ABLATION_CELLS.values()} - {"all"}
