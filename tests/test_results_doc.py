@@ -92,6 +92,12 @@ def test_a_cell_is_chosen_on_its_validation_columns_against_the_seed_spread():
     assert validation_choices(table(0.88, 0.85))[0].endswith("not worth adopting: it loses beyond the seed spread.")
     assert validation_choices(table(0.90, 0.805))[0].endswith("not worth adopting: within the seed spread.")
     assert validation_choices(ablation_table(0.85, 0.8, 0.01)) == []
+    # A one-seed cell (a long curve) has no spread of its own: the baseline's is the yardstick.
+    one_seed = table(0.92, 0.81).assign(seeds=[3, 1], val_roc_auc_std=[0.005, float("nan")],
+                                        val_shifted_roc_auc_std=[0.01, float("nan")])  # fmt: skip
+    [long] = validation_choices(one_seed)
+    assert "(1 seed): validation AUC 0.920 against 0.900 (+0.020, spread 0.005)" in long
+    assert long.endswith("worth adopting: it gains beyond the seed spread and loses nowhere beyond it.")
 
 
 def test_distillation_reading_compares_the_gain_with_the_seed_spread():

@@ -50,6 +50,16 @@ ADDITION_READINGS = (
 )
 
 
+def _seeds(count: float) -> str:
+    return "1 seed" if int(count) == 1 else f"{int(count)} seeds"
+
+
+def _spread(*stds: float) -> float:
+    """The larger seed spread of two cells; a one-seed cell has none, so the other's counts."""
+    known = [sd for sd in stds if not pd.isna(sd)]
+    return max(known) if known else float("nan")
+
+
 def _effect(gain: float, spread: float, change: str) -> str:
     if gain > spread:
         return f"{change} raises the test AUC by more than the seed spread ({gain / spread:.1f}x)"
@@ -71,11 +81,11 @@ def _reading(ablation: pd.DataFrame | None, cell: str, thing: str, cell_adds: bo
     if cell_adds:
         with_it, without = without, with_it
     gain = with_it["roc_auc_mean"] - without["roc_auc_mean"]
-    spread = max(with_it["roc_auc_std"], without["roc_auc_std"])
+    spread = _spread(with_it["roc_auc_std"], without["roc_auc_std"])
     verdict = _effect(gain, spread, f"adding {thing}") if cell_adds else _effect(-gain, spread, f"dropping {thing}")
     return (
         f"student test AUC {with_it['roc_auc_mean']:.3f} with {thing}, "
-        f"{without['roc_auc_mean']:.3f} without ({gain:+.3f}, {int(with_it['seeds'])} seeds, "
+        f"{without['roc_auc_mean']:.3f} without ({gain:+.3f}, {_seeds(with_it['seeds'])}, "
         f"spread {spread:.3f}): {verdict}."
     )
 
@@ -114,7 +124,7 @@ def validation_choices(ablation: pd.DataFrame | None) -> list[str]:
         parts, moves = [], []
         for column, name in columns:
             gain = row[f"{column}_mean"] - base[f"{column}_mean"]
-            spread = max(row[f"{column}_std"], base[f"{column}_std"])
+            spread = _spread(row[f"{column}_std"], base[f"{column}_std"])
             moves.append(_against_spread(gain, spread))
             parts.append(f"{name} {row[f'{column}_mean']:.3f} against {base[f'{column}_mean']:.3f} "
                          f"({gain:+.3f}, spread {spread:.3f})")  # fmt: skip
@@ -125,7 +135,7 @@ def validation_choices(ablation: pd.DataFrame | None) -> list[str]:
             if min(moves) < 0
             else "not worth adopting: within the seed spread"
         )
-        readings.append(f"choice on validation, {cell} ({int(row['seeds'])} seeds): "
+        readings.append(f"choice on validation, {cell} ({_seeds(row['seeds'])}): "
                         f"{'; '.join(parts)}: {verdict}.")  # fmt: skip
     return readings
 
@@ -166,13 +176,13 @@ def factor_readings(ablation: pd.DataFrame, baseline: Mapping[str, Any]) -> list
     readings, helping = [], 0.0
     for cell, row in cells.drop("baseline").iterrows():
         gain = row["roc_auc_mean"] - base["roc_auc_mean"]
-        spread = max(row["roc_auc_std"], base["roc_auc_std"])
+        spread = _spread(row["roc_auc_std"], base["roc_auc_std"])
         change = f"{row['factor']} {row['value']} instead of {baseline.get(row['factor'], 'the baseline')}"
         if gain > spread:
             helping += gain
         readings.append(
             f"{cell}: student test AUC {row['roc_auc_mean']:.3f} against the baseline's "
-            f"{base['roc_auc_mean']:.3f} ({gain:+.3f}, {int(row['seeds'])} seeds, spread "
+            f"{base['roc_auc_mean']:.3f} ({gain:+.3f}, {_seeds(row['seeds'])}, spread "
             f"{spread:.3f}): {_effect(gain, spread, change)}."
         )
     readings.append(

@@ -195,9 +195,9 @@ def ablation_rows(ablation: pd.DataFrame, epochs: Mapping[str, int]) -> list[str
         if shifts:
             cells.append(f"{_mean_sd(row['val_shifted_roc_auc_mean'], row['val_shifted_roc_auc_std'])} "
                          f"({row['val_shift_drop_mean']:.3f})")  # fmt: skip
-        cells += [f"{row['roc_auc_mean']:.3f} ± {row['roc_auc_std']:.3f}",
+        cells += [_mean_sd(row["roc_auc_mean"], row["roc_auc_std"]),
                   *(_mean_sd(row[f"{name}_roc_auc_mean"], row[f"{name}_roc_auc_std"]) for name in external),
-                  f"{row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f}",
+                  _mean_sd(row["accuracy_mean"], row["accuracy_std"]),
                   _paper(row.get("paper_ham10000_accuracy"))]  # fmt: skip
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return lines
