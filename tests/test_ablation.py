@@ -9,9 +9,9 @@ from skinkd.data.preprocess import Preprocessing
 from skinkd.data.split import subsample_indices
 from skinkd.errors import ConfigError
 from skinkd.runs.ablation import (
-    cell_seeds,
     BASELINE,
     ablation_cells,
+    cell_seeds,
     preprocessing_variant,
     summarise,
     summarise_milestones,
