@@ -14,6 +14,8 @@ from skinkd.data.photometric import (
     illuminant_gains,
     kelvin_rgb,
     photometric_batch,
+    tone_curve,
+    vignette,
 )
 from skinkd.data.preprocess import rescale
 from skinkd.errors import ConfigError
@@ -51,6 +53,31 @@ def test_each_range_changes_what_it_names_and_nothing_else():
     np.testing.assert_array_equal(disk_blur(batch[0], 0.4), batch[0])
 
 
+def test_tone_curve_and_vignette_do_what_they_name():
+    image = images(1, 40)[0]
+    np.testing.assert_array_equal(tone_curve(image, 1.0, 1.0), image)
+    assert tone_curve(image, 2.0, 1.0).mean() < image.mean() - 10  # gamma 2 darkens mid-tones
+    assert tone_curve(image, 1.0, 0.5).std() < 0.6 * image.std()
+    np.testing.assert_array_equal(vignette(image, 0.0, 1.0), image)
+    dark = vignette(image, 0.6, 1.0).astype(float) / image
+    assert dark[20, 20].mean() > 0.99 and dark[0, 0].mean() < 0.5  # the corners lose light
+    assert (vignette(image, 0.0, 0.7)[0, 0] == 0).all()  # outside the circular field: black
+
+
+def test_camera_ranges_change_the_image_and_draw_after_the_light():
+    batch = images()
+    for camera in (Photometric(gamma=1.0), Photometric(contrast=1.0), Photometric(vignetting=0.75)):
+        assert not camera.is_identity and camera.has_camera
+        assert not np.array_equal(photometric_batch(batch, camera, np.random.default_rng(2)), batch)
+    corners = photometric_batch(batch, Photometric(vignetting=0.75), np.random.default_rng(2))
+    assert corners[:, 0, 0].mean() < batch[:, 0, 0].mean() - 10
+    # The light alone draws three numbers per image, as before the camera's ranges existed.
+    used, fresh = np.random.default_rng(4), np.random.default_rng(4)
+    photometric_batch(batch, Photometric(illuminant=100), used)
+    fresh.random((len(batch), 3))
+    assert used.random() == fresh.random()
+
+
 def test_config_ranges_are_checked_and_default_off():
     assert Photometric.from_config(AUGMENT).is_identity
     assert Photometric.from_config({**AUGMENT, "exposure": 0.5}) == Photometric(exposure=0.5)
@@ -58,6 +85,8 @@ def test_config_ranges_are_checked_and_default_off():
         Photometric.from_config({"blur": 0.5})
     with pytest.raises(ConfigError, match="augment.illuminant"):
         Photometric.from_config({"illuminant": True})
+    with pytest.raises(ConfigError, match=r"augment.vignetting: must be a number in \[0, 0.75\]"):
+        Photometric.from_config({"vignetting": 0.9})
 
 
 def test_batches_add_the_light_on_their_own_stream():

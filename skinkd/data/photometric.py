@@ -1,7 +1,8 @@
 """Light and camera: the colour of a black body along the daylight locus, and the random
-photometric augmentation (illuminant, exposure, defocus) that simulates another clinic's
-light and optics in training. The acquisition-shift benchmark
-(``skinkd.evaluate.shifts``) applies the same physics at fixed severities.
+photometric augmentation (illuminant, exposure, defocus; a camera's tone curve and a
+dermoscope's vignetting) that simulates another clinic's light, optics and camera in
+training. The acquisition-shift benchmark (``skinkd.evaluate.shifts``) applies the same
+physics at fixed severities.
 """
 
 from __future__ import annotations
@@ -54,20 +55,50 @@ def disk_blur(image: np.ndarray, radius: float) -> np.ndarray:
     return cv2.filter2D(image, -1, disk / disk.sum(), borderType=cv2.BORDER_REFLECT)
 
 
+def tone_curve(image: np.ndarray, gamma: float, contrast: float) -> np.ndarray:
+    """Another camera's tone curve: each value (0..1) to the power ``gamma``, then its
+    contrast about the image's mean multiplied by ``contrast``."""
+    unit = (image / 255.0) ** gamma
+    mean = unit.mean()
+    return np.clip(np.rint(255.0 * (mean + contrast * (unit - mean))), 0, 255).astype(np.uint8)
+
+
+def vignette(image: np.ndarray, falloff: float, field: float) -> np.ndarray:
+    """A contact dermoscope's optics: light falling by ``falloff`` (quadratically) towards
+    the corners, and black outside a circular field of radius ``field`` half-diagonals."""
+    height, width = image.shape[:2]
+    yy, xx = np.mgrid[:height, :width].astype(np.float64)
+    # Distance from the centre in half-diagonals: 1 at the corners.
+    r = np.hypot(xx + 0.5 - width / 2, yy + 0.5 - height / 2) / (math.hypot(width, height) / 2)
+    light = (1.0 - falloff * r**2) * (r <= field)
+    return np.clip(np.rint(image * light[:, :, None]), 0, 255).astype(np.uint8)
+
+
+# The augmentation's field shrinks with its falloff, as the benchmark's severities do
+# (falloff 0.15 .. 0.75 with fields 1.0 .. 0.7).
+FIELD_PER_FALLOFF = 0.4
+
+
 @dataclass(frozen=True)
 class Photometric:
-    """Ranges of the random photometric augmentation (the config's ``augment.illuminant``,
-    ``augment.exposure`` and ``augment.blur``; 0 switches each off): the light's colour
-    temperature moved by up to +-``illuminant`` mired from daylight, a gain of up to
-    2^+-``exposure``, a disk blur of radius up to ``blur`` times the side."""
+    """Ranges of the random photometric augmentation (the config's ``augment`` keys of the
+    same names; 0 switches each off): the light's colour temperature moved by up to
+    +-``illuminant`` mired from daylight, a gain of up to 2^+-``exposure``, a disk blur of
+    radius up to ``blur`` times the side, a tone curve with gamma up to 2^+-``gamma`` and
+    contrast times up to 2^+-``contrast``, light falling by up to ``vignetting`` at the
+    corners with the field cut to a circle of 1 - 0.4 times that fall."""
 
     illuminant: float = 0.0
     exposure: float = 0.0
     blur: float = 0.0
+    gamma: float = 0.0
+    contrast: float = 0.0
+    vignetting: float = 0.0
 
     @classmethod
     def from_config(cls, section: Mapping) -> Photometric:
-        limits = {"illuminant": 120.0, "exposure": 2.0, "blur": 0.1}
+        limits = {"illuminant": 120.0, "exposure": 2.0, "blur": 0.1, "gamma": 1.0,
+                  "contrast": 1.0, "vignetting": 0.75}  # fmt: skip
         values = {}
         for key, limit in limits.items():
             value = section.get(key, 0)
@@ -78,15 +109,23 @@ class Photometric:
 
     @property
     def is_identity(self) -> bool:
-        return not (self.illuminant or self.exposure or self.blur)
+        return not (self.illuminant or self.exposure or self.blur or self.has_camera)
+
+    @property
+    def has_camera(self) -> bool:
+        """Whether the tone curve or the vignetting is on."""
+        return bool(self.gamma or self.contrast or self.vignetting)
 
 
 def photometric_batch(
     images: np.ndarray, photometric: Photometric, rng: np.random.Generator
 ) -> np.ndarray:
-    """Each uint8 image (n, S, S, 3) under its own random light, exposure and blur; the draws
-    are three uniform numbers per image from ``rng``."""
+    """Each uint8 image (n, S, S, 3) under its own random light, exposure and blur, and,
+    where their ranges are on, its own tone curve and vignetting; the draws are three
+    uniform numbers per image from ``rng``, then three more for the camera's."""
     unit = 2.0 * rng.random((len(images), 3)) - 1.0
+    # Drawn after the first three, and only when on: the ranges set before stay as they drew.
+    camera = 2.0 * rng.random((len(images), 3)) - 1.0 if photometric.has_camera else None
     out = np.empty_like(images)
     mired = 1e6 / DAYLIGHT_KELVIN
     for i, (image, (u_light, u_exposure, u_blur)) in enumerate(zip(images, unit)):
@@ -94,5 +133,13 @@ def photometric_batch(
         kelvin = 1e6 / max(25.0, mired + photometric.illuminant * u_light)
         gains = illuminant_gains(kelvin) * 2.0 ** (photometric.exposure * u_exposure)
         shifted = np.clip(np.rint(image * gains), 0, 255).astype(np.uint8)
-        out[i] = disk_blur(shifted, photometric.blur * abs(u_blur) * image.shape[0])
+        if camera is not None:
+            # Light (vignetting) before the optics' blur, the camera's tone curve after.
+            falloff = photometric.vignetting * abs(camera[i, 2])
+            shifted = vignette(shifted, falloff, 1.0 - FIELD_PER_FALLOFF * falloff)
+        shifted = disk_blur(shifted, photometric.blur * abs(u_blur) * image.shape[0])
+        if camera is not None:
+            shifted = tone_curve(shifted, 2.0 ** (photometric.gamma * camera[i, 0]),
+                                 2.0 ** (photometric.contrast * camera[i, 1]))  # fmt: skip
+        out[i] = shifted
     return out

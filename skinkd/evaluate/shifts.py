@@ -20,13 +20,12 @@ very same shifted images.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import cv2
 import numpy as np
 
-from skinkd.data.photometric import disk_blur, illuminant_gains
+from skinkd.data.photometric import disk_blur, illuminant_gains, tone_curve, vignette
 from skinkd.errors import ConfigError
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -63,9 +62,7 @@ def exposure(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndar
 
 
 def gamma_contrast(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:
-    unit = (image / 255.0) ** (GAMMA[level] ** _sign(rng))
-    mean = unit.mean()
-    return _saturate(255.0 * (mean + CONTRAST[level] * (unit - mean)))
+    return tone_curve(image, GAMMA[level] ** _sign(rng), CONTRAST[level])
 
 
 def defocus(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:
@@ -89,12 +86,7 @@ def resolution(image: np.ndarray, level: int, rng: np.random.Generator) -> np.nd
 
 
 def vignetting(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:
-    height, width = image.shape[:2]
-    yy, xx = np.mgrid[:height, :width].astype(np.float64)
-    # Distance from the centre in half-diagonals: 1 at the corners.
-    r = np.hypot(xx + 0.5 - width / 2, yy + 0.5 - height / 2) / (math.hypot(width, height) / 2)
-    light = (1.0 - VIGNETTE_FALLOFF[level] * r**2) * (r <= FIELD_RADIUS[level])
-    return _saturate(image * light[:, :, None])
+    return vignette(image, VIGNETTE_FALLOFF[level], FIELD_RADIUS[level])
 
 
 def rotation_zoom(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:

@@ -42,7 +42,7 @@ PREPROCESSING_VARIANTS = (
 
 
 # The augment keys the photometric factor sets.
-PHOTOMETRIC_KEYS = ("illuminant", "exposure", "blur")
+PHOTOMETRIC_KEYS = ("illuminant", "exposure", "blur", "gamma", "contrast", "vignetting")
 
 # The image_size factor's cells: the run's preprocessing at another side (``size_<side>``).
 SIZE_PREFIX = "size_"
