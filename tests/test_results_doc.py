@@ -98,6 +98,8 @@ def test_a_cell_is_chosen_on_its_validation_columns_against_the_seed_spread():
     [long] = validation_choices(one_seed)
     assert "(1 seed): validation AUC 0.920 against 0.900 (+0.020, spread 0.005)" in long
     assert long.endswith("worth adopting: it gains beyond the seed spread and loses nowhere beyond it.")
+    both_one = one_seed.assign(seeds=[1, 1], val_roc_auc_std=float("nan"), val_shifted_roc_auc_std=float("nan"))
+    assert validation_choices(both_one)[0].endswith("not judged: one seed each, no spread to judge by.")
 
 
 def test_distillation_reading_compares_the_gain_with_the_seed_spread():
@@ -315,3 +317,37 @@ def test_the_shift_summary_is_tabulated_per_split_and_model(tmp_path):
 def test_seeds_phrase_names_the_usual_count_and_points_at_the_exceptions():
     assert seeds_phrase(pd.Series([3, 3, 3])) == "3 seeds"
     assert seeds_phrase(pd.Series([3, 1, 3, 1, 3])) == "3 seeds (2 cells fewer or more: the seeds column)"
+
+
+def test_grid_progress_tabulates_the_current_cells_and_leaves_stale_ones_out(tmp_path):
+    import os
+
+    from skinkd.runs.grid_progress import render_progress
+
+    run = tmp_path / "results" / "grid"
+    (run / "teacher").mkdir(parents=True)
+    (run / "teacher" / "soft_labels.npz").write_bytes(b"")
+
+    def cell(name, seed, val, test, age=0):
+        path = run / "ablation" / "cells" / name / f"seed_{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scores = {"roc_auc": test, "accuracy": 0.8, "mcc": 0.5, "balanced_accuracy": 0.7}
+        path.write_text(json.dumps({
+            "cell": name, "factor": name.split("-")[0], "value": name.split("-")[-1], "seed": seed,
+            "student": {"epochs": 20}, "train_seconds": 10.0, "test": scores, "val": {"roc_auc": val},
+            "milestones": [{"epochs": 10, "val_roc_auc": val - 0.01, "test_roc_auc": test - 0.01},
+                           {"epochs": 20, "val_roc_auc": val, "test_roc_auc": test}],
+        }))  # fmt: skip
+        stamp = (run / "teacher" / "soft_labels.npz").stat().st_mtime + age
+        os.utime(path, (stamp, stamp))
+
+    assert "no cell finished yet" in render_progress(run)
+    for seed, val in ((1, 0.90), (2, 0.91)):
+        cell("baseline", seed, val, val)
+        cell("image_size-128", seed, val + 0.03, val + 0.02)
+    cell("image_size-64", 1, 0.99, 0.99, age=-60)  # trained before the soft labels it needs
+    text = render_progress(run)
+    assert text.startswith(f"{run}: 4 cell-seeds finished; 1 stale results left out")
+    assert "| image_size-128 | 20 | 2 | 0.935 ± 0.007 |" in text and "image_size-64" not in text
+    assert "- choice on validation, image_size-128 (2 seeds): validation AUC 0.935 against 0.905" in text
+    assert "| baseline | 10 | 2 | 0.895 ± 0.007 | 0.895 ± 0.007 |" in text

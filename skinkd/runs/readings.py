@@ -121,15 +121,17 @@ def validation_choices(ablation: pd.DataFrame | None) -> list[str]:
     base = cells.loc["baseline"]
     readings = []
     for cell, row in cells.drop("baseline").iterrows():
-        parts, moves = [], []
+        parts, moves, spreads = [], [], []
         for column, name in columns:
             gain = row[f"{column}_mean"] - base[f"{column}_mean"]
-            spread = _spread(row[f"{column}_std"], base[f"{column}_std"])
-            moves.append(_against_spread(gain, spread))
+            spreads.append(_spread(row[f"{column}_std"], base[f"{column}_std"]))
+            moves.append(_against_spread(gain, spreads[-1]))
             parts.append(f"{name} {row[f'{column}_mean']:.3f} against {base[f'{column}_mean']:.3f} "
-                         f"({gain:+.3f}, spread {spread:.3f})")  # fmt: skip
+                         f"({gain:+.3f}, spread {spreads[-1]:.3f})")  # fmt: skip
         verdict = (
-            "worth adopting: it gains beyond the seed spread and loses nowhere beyond it"
+            "not judged: one seed each, no spread to judge by"
+            if any(pd.isna(spread) for spread in spreads)
+            else "worth adopting: it gains beyond the seed spread and loses nowhere beyond it"
             if max(moves) > 0 and min(moves) >= 0
             else "not worth adopting: it loses beyond the seed spread"
             if min(moves) < 0
