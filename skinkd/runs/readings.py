@@ -126,8 +126,9 @@ def validation_choices(ablation: pd.DataFrame | None) -> list[str]:
             gain = row[f"{column}_mean"] - base[f"{column}_mean"]
             spreads.append(_spread(row[f"{column}_std"], base[f"{column}_std"]))
             moves.append(_against_spread(gain, spreads[-1]))
+            spread = "no spread" if pd.isna(spreads[-1]) else f"spread {spreads[-1]:.3f}"
             parts.append(f"{name} {row[f'{column}_mean']:.3f} against {base[f'{column}_mean']:.3f} "
-                         f"({gain:+.3f}, spread {spreads[-1]:.3f})")  # fmt: skip
+                         f"({gain:+.3f}, {spread})")  # fmt: skip
         verdict = (
             "not judged: one seed each, no spread to judge by"
             if any(pd.isna(spread) for spread in spreads)
