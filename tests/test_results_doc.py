@@ -99,7 +99,7 @@ def test_a_cell_is_chosen_on_its_validation_columns_against_the_seed_spread():
     assert "(1 seed): validation AUC 0.920 against 0.900 (+0.020, spread 0.005)" in long
     assert long.endswith("worth adopting: it gains beyond the seed spread and loses nowhere beyond it.")
     both_one = one_seed.assign(seeds=[1, 1], val_roc_auc_std=float("nan"), val_shifted_roc_auc_std=float("nan"))
-    assert validation_choices(both_one)[0].endswith("(+0.020, no spread): not judged: one seed each, no spread to judge by.")
+    assert validation_choices(both_one)[0].endswith("(+0.010, no spread): not judged: one seed each, no spread to judge by.")
 
 
 def test_distillation_reading_compares_the_gain_with_the_seed_spread():
