@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from skinkd.data.preprocess import saturate_uint8
 from skinkd.errors import ConfigError
 
 # A camera balanced for daylight: 6500 K, in mired (10^6 / K), where equal steps look alike.
@@ -60,7 +61,7 @@ def tone_curve(image: np.ndarray, gamma: float, contrast: float) -> np.ndarray:
     contrast about the image's mean multiplied by ``contrast``."""
     unit = (image / 255.0) ** gamma
     mean = unit.mean()
-    return np.clip(np.rint(255.0 * (mean + contrast * (unit - mean))), 0, 255).astype(np.uint8)
+    return saturate_uint8(255.0 * (mean + contrast * (unit - mean)))
 
 
 def vignette(image: np.ndarray, falloff: float, field: float) -> np.ndarray:
@@ -71,7 +72,7 @@ def vignette(image: np.ndarray, falloff: float, field: float) -> np.ndarray:
     # Distance from the centre in half-diagonals: 1 at the corners.
     r = np.hypot(xx + 0.5 - width / 2, yy + 0.5 - height / 2) / (math.hypot(width, height) / 2)
     light = (1.0 - falloff * r**2) * (r <= field)
-    return np.clip(np.rint(image * light[:, :, None]), 0, 255).astype(np.uint8)
+    return saturate_uint8(image * light[:, :, None])
 
 
 # The augmentation's field shrinks with its falloff, as the benchmark's severities do
@@ -132,7 +133,7 @@ def photometric_batch(
         # Mired below ~25 (40,000 K) is off the fitted locus: held there.
         kelvin = 1e6 / max(25.0, mired + photometric.illuminant * u_light)
         gains = illuminant_gains(kelvin) * 2.0 ** (photometric.exposure * u_exposure)
-        shifted = np.clip(np.rint(image * gains), 0, 255).astype(np.uint8)
+        shifted = saturate_uint8(image * gains)
         if camera is not None:
             # Light (vignetting) before the optics' blur, the camera's tone curve after.
             falloff = photometric.vignetting * abs(camera[i, 2])

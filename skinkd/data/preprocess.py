@@ -145,7 +145,7 @@ def color_constancy(image: np.ndarray, params: ColorConstancy) -> np.ndarray:
     # A channel that is black throughout has no colour to correct.
     estimate = np.maximum(estimate, 1e-6)
     gains = np.linalg.norm(estimate) / (np.sqrt(3.0) * estimate)
-    return np.clip(np.rint(image * gains), 0, 255).astype(np.uint8)
+    return saturate_uint8(image * gains)
 
 
 def close_hairs(image: np.ndarray, params: Closing) -> np.ndarray:
@@ -200,6 +200,11 @@ def resize(image: np.ndarray, size: int, interpolation: str) -> np.ndarray:
     if interpolation == "auto":
         interpolation = "area" if max(image.shape[:2]) > size else "linear"
     return cv2.resize(image, (size, size), interpolation=_INTERPOLATIONS[interpolation])
+
+
+def saturate_uint8(values: np.ndarray) -> np.ndarray:
+    """Pixel values rounded to the nearest integer and clipped to 0..255, as uint8."""
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 
 def rescale(images: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from skinkd.data.photometric import disk_blur, illuminant_gains, tone_curve, vignette
+from skinkd.data.preprocess import saturate_uint8
 from skinkd.errors import ConfigError
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -43,10 +44,6 @@ ROTATION_DEG = (10, 20, 30, 45, 60)
 ZOOM = (1.05, 1.1, 1.2, 1.3, 1.4)
 
 
-def _saturate(image: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
-
-
 def _sign(rng: np.random.Generator) -> int:
     return 1 if rng.random() < 0.5 else -1
 
@@ -54,11 +51,11 @@ def _sign(rng: np.random.Generator) -> int:
 def illuminant(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:
     kelvin = (WARM_KELVIN if _sign(rng) > 0 else COOL_KELVIN)[level]
     # Colour only: the gains keep the mean level, exposure is a shift of its own.
-    return _saturate(image * illuminant_gains(kelvin))
+    return saturate_uint8(image * illuminant_gains(kelvin))
 
 
 def exposure(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:
-    return _saturate(image * 2.0 ** (_sign(rng) * EXPOSURE_EV[level]))
+    return saturate_uint8(image * 2.0 ** (_sign(rng) * EXPOSURE_EV[level]))
 
 
 def gamma_contrast(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:
