@@ -102,12 +102,19 @@ def _check_ablation(config: Mapping[str, Any]) -> None:
         if cell.get("classes") == "dx" and config["teacher"]["classes"] != "dx":
             raise ConfigError(f"{key}: a dx student distils seven-class soft labels, so it "
                               "needs teacher.classes: dx")  # fmt: skip
-        # Each needs a preprocessed cache of its own (the run's at another side, or a variant).
-        if cell.get("image_size", config["image_size"]) != config["image_size"] and cell.get(
-            "preprocessing", "all"
-        ) != "all":
-            raise ConfigError(f"{key}: image_size and preprocessing each need a cache of "
-                              "their own; combine one of them with other factors")  # fmt: skip
+        if needs_two_caches(cell, config["image_size"]):
+            raise ConfigError(f"{key}: {TWO_CACHES}")
+
+
+TWO_CACHES = "image_size and preprocessing each need a cache of their own; combine one of them"
+
+
+def needs_two_caches(cell: Mapping[str, Any], image_size: int | None) -> bool:
+    """Whether an ablation cell (factor -> value) asks for another input side and a
+    preprocessing variant at once: each is a preprocessed cache of its own (the run's images
+    at that side, or the variant at the run's side), and a cell trains on one cache."""
+    other_side = cell.get("image_size", image_size) != image_size
+    return other_side and cell.get("preprocessing", "all") != "all"
 
 
 def config_hash(section: Any) -> str:

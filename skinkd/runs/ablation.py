@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from skinkd.checkpoint import Checkpoint
+from skinkd.config import TWO_CACHES, needs_two_caches
 from skinkd.data.photometric import Photometric
 from skinkd.errors import ConfigError
 from skinkd.evaluate.shift_benchmark import ShiftSet
@@ -111,6 +112,8 @@ def ablation_cells(
 
     def cell(overrides: Mapping[str, Any]) -> dict[str, Any]:
         """The student settings, preprocessing variant and augment ranges of these values."""
+        if needs_two_caches(overrides, image_size):
+            raise ValueError(f"ablation cell {dict(overrides)}: {TWO_CACHES}")
         chosen: dict[str, Any] = {"preprocessing": "all"}
         student_overrides = {}
         for factor, value in overrides.items():
@@ -122,9 +125,6 @@ def ablation_cells(
                 variant = f"{SIZE_PREFIX}{value}" if factor == "image_size" else value
                 if variant in ("all", f"{SIZE_PREFIX}{image_size}"):
                     continue
-                if chosen["preprocessing"] != "all":
-                    raise ValueError(f"ablation cell {dict(overrides)}: image_size and preprocessing "
-                                     "each need a cache of their own; combine one of them")  # fmt: skip
                 chosen["preprocessing"] = variant
             else:
                 student_overrides[factor] = value
