@@ -117,6 +117,20 @@ def test_photometric_cells_train_with_the_grids_ranges_against_the_runs_own():
     )
 
 
+def test_magnification_cells_add_the_zoom_to_the_runs_ranges_or_the_grids():
+    ranges = {"illuminant": 100, "exposure": 1.0, "blur": 0.03}
+    cells = ablation_cells(CHOSEN, {"magnification": [0.5, 0]}, [], augment={"exposure": 0.2},
+                           photometric=ranges,
+                           combinations=[{"photometric": True, "magnification": 0.5}])  # fmt: skip
+    # 0 is the run's own (no magnification): the baseline, no cell of its own.
+    assert set(cells) == {BASELINE, "magnification-0.5", "magnification-0.5+photometric-True"}
+    assert cells["magnification-0.5"]["augment"] == {"magnification": 0.5}
+    assert cells["magnification-0.5"]["student"] == cells[BASELINE]["student"]
+    # In a combination the zoom joins the photometric factor's ranges, whichever comes first.
+    both = cells["magnification-0.5+photometric-True"]["augment"]
+    assert both == {**ranges, "magnification": 0.5}
+
+
 def test_combinations_are_cells_with_several_factors_at_once():
     ranges = {"illuminant": 100, "exposure": 1.0, "blur": 0.03}
     combinations = [

@@ -13,6 +13,7 @@ from skinkd.data.photometric import (
     disk_blur,
     illuminant_gains,
     kelvin_rgb,
+    magnify,
     photometric_batch,
     tone_curve,
     vignette,
@@ -76,6 +77,26 @@ def test_camera_ranges_change_the_image_and_draw_after_the_light():
     photometric_batch(batch, Photometric(illuminant=100), used)
     fresh.random((len(batch), 3))
     assert used.random() == fresh.random()
+
+
+def test_magnification_scales_the_content_about_the_centre_and_draws_last():
+    image = np.full((40, 40, 3), 200, np.uint8)
+    image[15:25, 15:25] = 40  # a dark 10-px lesion in the middle
+    dark = lambda x: int((x[:, :, 0] < 120).sum())  # noqa: E731
+    np.testing.assert_array_equal(magnify(image, 1.0), image)
+    assert 350 < dark(magnify(image, 2.0)) < 450  # twice the side: four times the area
+    assert 40 < dark(magnify(image, 0.75)) < 75  # 3/4 of the side: about 9/16 of the area
+    assert dark(magnify(image, 0.75)[:5]) == 0  # the mirrored border is skin, not lesion
+    batch = np.repeat(image[None], 6, axis=0)
+    zoomed = photometric_batch(batch, Photometric(magnification=1.0), np.random.default_rng(3))
+    assert not Photometric(magnification=1.0).is_identity and len({dark(x) for x in zoomed}) > 3
+    # Drawn after the light's three numbers and the camera's three: older ranges draw as before.
+    used, fresh = np.random.default_rng(4), np.random.default_rng(4)
+    photometric_batch(batch, Photometric(gamma=0.5, magnification=0.5), used)
+    fresh.random((6, 3)), fresh.random((6, 3)), fresh.random(6)
+    assert used.random() == fresh.random()
+    with pytest.raises(ConfigError, match=r"augment.magnification: must be a number in \[0, 1\]"):
+        Photometric.from_config({"magnification": 1.5})
 
 
 def test_config_ranges_are_checked_and_default_off():

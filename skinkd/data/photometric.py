@@ -1,8 +1,8 @@
 """Light and camera: the colour of a black body along the daylight locus, and the random
-photometric augmentation (illuminant, exposure, defocus; a camera's tone curve and a
-dermoscope's vignetting) that simulates another clinic's light, optics and camera in
-training. The acquisition-shift benchmark (``skinkd.evaluate.shifts``) applies the same
-physics at fixed severities.
+photometric augmentation (illuminant, exposure, defocus; a camera's tone curve, a
+dermoscope's vignetting and its magnification) that simulates another clinic's light,
+optics and camera in training. The acquisition-shift benchmark
+(``skinkd.evaluate.shifts``) applies the same physics at fixed severities.
 """
 
 from __future__ import annotations
@@ -75,6 +75,18 @@ def vignette(image: np.ndarray, falloff: float, field: float) -> np.ndarray:
     return saturate_uint8(image * light[:, :, None])
 
 
+def magnify(image: np.ndarray, factor: float) -> np.ndarray:
+    """Another dermoscope's magnification: the content scaled by ``factor`` about the centre
+    (above 1 zooms in), the frame kept; zooming out mirrors the edges into the new border,
+    so the border stays skin rather than a colour no camera gives."""
+    if factor == 1.0:
+        return image
+    height, width = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D((width / 2 - 0.5, height / 2 - 0.5), 0.0, factor)
+    return cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REFLECT_101)  # fmt: skip
+
+
 # The augmentation's field shrinks with its falloff, as the benchmark's severities do
 # (falloff 0.15 .. 0.75 with fields 1.0 .. 0.7).
 FIELD_PER_FALLOFF = 0.4
@@ -87,7 +99,9 @@ class Photometric:
     +-``illuminant`` mired from daylight, a gain of up to 2^+-``exposure``, a disk blur of
     radius up to ``blur`` times the side, a tone curve with gamma up to 2^+-``gamma`` and
     contrast times up to 2^+-``contrast``, light falling by up to ``vignetting`` at the
-    corners with the field cut to a circle of 1 - 0.4 times that fall."""
+    corners with the field cut to a circle of 1 - 0.4 times that fall, the content scaled
+    by up to 2^+-``magnification`` (a dermoscope that frames the lesion larger or smaller:
+    lesion size in the frame is then no cue that holds across devices)."""
 
     illuminant: float = 0.0
     exposure: float = 0.0
@@ -95,11 +109,12 @@ class Photometric:
     gamma: float = 0.0
     contrast: float = 0.0
     vignetting: float = 0.0
+    magnification: float = 0.0
 
     @classmethod
     def from_config(cls, section: Mapping) -> Photometric:
         limits = {"illuminant": 120.0, "exposure": 2.0, "blur": 0.1, "gamma": 1.0,
-                  "contrast": 1.0, "vignetting": 0.75}  # fmt: skip
+                  "contrast": 1.0, "vignetting": 0.75, "magnification": 1.0}  # fmt: skip
         values = {}
         for key, limit in limits.items():
             value = section.get(key, 0)
@@ -110,7 +125,8 @@ class Photometric:
 
     @property
     def is_identity(self) -> bool:
-        return not (self.illuminant or self.exposure or self.blur or self.has_camera)
+        return not (self.illuminant or self.exposure or self.blur or self.has_camera
+                    or self.magnification)  # fmt: skip
 
     @property
     def has_camera(self) -> bool:
@@ -122,17 +138,22 @@ def photometric_batch(
     images: np.ndarray, photometric: Photometric, rng: np.random.Generator
 ) -> np.ndarray:
     """Each uint8 image (n, S, S, 3) under its own random light, exposure and blur, and,
-    where their ranges are on, its own tone curve and vignetting; the draws are three
-    uniform numbers per image from ``rng``, then three more for the camera's."""
+    where their ranges are on, its own tone curve, vignetting and magnification; the draws
+    are three uniform numbers per image from ``rng``, then three more for the camera's, then
+    one for the magnification."""
     unit = 2.0 * rng.random((len(images), 3)) - 1.0
     # Drawn after the first three, and only when on: the ranges set before stay as they drew.
     camera = 2.0 * rng.random((len(images), 3)) - 1.0 if photometric.has_camera else None
+    zoom = 2.0 * rng.random(len(images)) - 1.0 if photometric.magnification else None
     out = np.empty_like(images)
     mired = 1e6 / DAYLIGHT_KELVIN
     for i, (image, (u_light, u_exposure, u_blur)) in enumerate(zip(images, unit)):
         # Mired below ~25 (40,000 K) is off the fitted locus: held there.
         kelvin = 1e6 / max(25.0, mired + photometric.illuminant * u_light)
         gains = illuminant_gains(kelvin) * 2.0 ** (photometric.exposure * u_exposure)
+        if zoom is not None:
+            # The frame first: the light and the optics act on what the camera frames.
+            image = magnify(image, 2.0 ** (photometric.magnification * zoom[i]))
         shifted = saturate_uint8(image * gains)
         if camera is not None:
             # Light (vignetting) before the optics' blur, the camera's tone curve after.

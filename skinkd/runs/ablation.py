@@ -100,6 +100,8 @@ def ablation_cells(
     run's preprocessing at that side (variant ``size_<side>``, a cache of its own). The
     ``photometric`` factor's cells train with the ``photometric`` ranges (true) or with none
     (false) instead of the run's ``augment`` ones; the value the run has is its baseline.
+    The ``magnification`` factor's cells train with ``augment.magnification`` at its value
+    (on top of the run's ranges, or of the photometric factor's in a combination).
     Each of ``combinations`` (factor -> value, ``preprocessing`` among the factors) is one
     more cell with all its values at once, e.g. no distillation for 100 epochs; its id joins
     the single factors' ids with ``+``, in alphabetical order.
@@ -115,12 +117,13 @@ def ablation_cells(
         if needs_two_caches(overrides, image_size):
             raise ValueError(f"ablation cell {dict(overrides)}: {TWO_CACHES}")
         chosen: dict[str, Any] = {"preprocessing": "all"}
-        student_overrides = {}
+        student_overrides, augment_overrides = {}, {}
         for factor, value in overrides.items():
             if factor == "photometric":
                 ranges = dict(photometric or {}) if value else dict.fromkeys(PHOTOMETRIC_KEYS, 0)
-                if Photometric.from_config(ranges) != Photometric.from_config(augment or {}):
-                    chosen["augment"] = ranges
+                augment_overrides.update(ranges)
+            elif factor == "magnification":
+                augment_overrides["magnification"] = value
             elif factor in ("image_size", "preprocessing"):
                 variant = f"{SIZE_PREFIX}{value}" if factor == "image_size" else value
                 if variant in ("all", f"{SIZE_PREFIX}{image_size}"):
@@ -128,6 +131,9 @@ def ablation_cells(
                 chosen["preprocessing"] = variant
             else:
                 student_overrides[factor] = value
+        run = augment or {}
+        if Photometric.from_config({**run, **augment_overrides}) != Photometric.from_config(run):
+            chosen["augment"] = augment_overrides
         return {"student": settings(student_overrides), **chosen}
 
     baseline = cell({})
