@@ -1,7 +1,8 @@
 """Probe: does a model read the lesion's size in the frame? (not a test, nothing chosen on it)
 
-Scores a model (by default the pretrained preset's int8 student with its model card) on
-PH2 and on HAM10000's validation split with each raw image magnified about its centre
+Scores a model (by default the pretrained preset's int8 student with its model card) and,
+with --teacher, the run's teacher (an image model, at --teacher-size px, on the card's
+preprocessing at that side, one view: no TTA) on PH2 and on HAM10000's validation split with each raw image magnified about its centre
 before the model card's preprocessing: 1/0.6 and 1/0.8 (the lesion made larger, as a centre
 crop would), 1 (as it is), 0.7 and 0.5 (made smaller, the edges mirrored), with
 ``skinkd.data.photometric.magnify``, the function of ``augment.magnification``. One more
@@ -12,6 +13,7 @@ for reporting: this says why a model fails there, and the fix is chosen on valid
 Writes bench/results/scale_probe.json.
 
     .venv/bin/python bench/scale_probe.py [--model results/ham10000_pretrained/export/student_int8.tflite]
+        [--teacher results/ham10000_pretrained/teacher/fine_tuned.keras] [--teacher-size 224]
 """
 
 from __future__ import annotations
@@ -46,10 +48,15 @@ def fill_outside_field(image: np.ndarray) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(RUN / "export" / "student_int8.tflite"))
+    parser.add_argument("--teacher", default=None)
+    parser.add_argument("--teacher-size", type=int, default=224)
     args = parser.parse_args()
+
+    import dataclasses
 
     import pandas as pd
 
+    from skinkd.data.classes import binary_logits, malignant_probability
     from skinkd.data.hashing import file_sha256
     from skinkd.data.images import read_image
     from skinkd.data.manifest import read_manifest
@@ -59,6 +66,17 @@ def main() -> None:
     from skinkd.evaluate.metrics import roc_auc
 
     predictor = Predictor(args.model)
+    models = {"model": (predictor.preprocessing, predictor.probabilities)}
+    if args.teacher:
+        from skinkd.nn.models import keras_logits
+        from skinkd.teacher.models import load_teacher
+
+        teacher = load_teacher(args.teacher)
+        malignant = predictor.card["malignant_outputs"]
+        models["teacher"] = (
+            dataclasses.replace(predictor.preprocessing, image_size=args.teacher_size),
+            lambda x: malignant_probability(binary_logits(keras_logits(teacher, x, 32), malignant)),
+        )
     conditions = {name: (lambda im, f=factor: magnify(im, f)) for name, factor in MAGNIFICATIONS.items()}
     conditions["outside_field_filled"] = fill_outside_field
 
@@ -73,11 +91,12 @@ def main() -> None:
     scores = {}
     for set_name, (paths, labels) in sets.items():
         raw = [read_image(path) for path in paths]
-        scores[set_name] = {"images": len(raw)}
-        for name, transform in conditions.items():
-            images = np.stack([preprocess_image(transform(im), predictor.preprocessing) for im in raw])
-            scores[set_name][name] = round(roc_auc(labels, predictor.probabilities(images)), 4)
-        print(set_name, scores[set_name], flush=True)
+        for model, (preprocessing, probabilities) in models.items():
+            found = scores.setdefault(model, {})[set_name] = {"images": len(raw)}
+            for name, transform in conditions.items():
+                images = np.stack([preprocess_image(transform(im), preprocessing) for im in raw])
+                found[name] = round(roc_auc(labels, probabilities(images)), 4)
+            print(model, set_name, found, flush=True)
 
     write_report(
         {
@@ -85,6 +104,9 @@ def main() -> None:
             "machine": machine(),
             "model": str(Path(args.model).relative_to(PROJECT) if Path(args.model).is_absolute() else args.model),
             "model_sha256": file_sha256(Path(args.model)),
+            "teacher": args.teacher,
+            "teacher_sha256": file_sha256(Path(args.teacher)) if args.teacher else None,
+            "teacher_size": args.teacher_size if args.teacher else None,
             "magnifications": MAGNIFICATIONS,
             "roc_auc": scores,
         },
