@@ -117,18 +117,23 @@ def test_photometric_cells_train_with_the_grids_ranges_against_the_runs_own():
     )
 
 
-def test_magnification_cells_add_the_zoom_to_the_runs_ranges_or_the_grids():
+def test_one_augment_key_cells_add_it_to_the_runs_ranges_or_the_grids():
     ranges = {"illuminant": 100, "exposure": 1.0, "blur": 0.03}
-    cells = ablation_cells(CHOSEN, {"magnification": [0.5, 0]}, [], augment={"exposure": 0.2},
-                           photometric=ranges,
-                           combinations=[{"photometric": True, "magnification": 0.5}])  # fmt: skip
+    combinations = [{"photometric": True, "magnification": 0.5}, {"photometric": True, "blur": 0.01}]
+    cells = ablation_cells(CHOSEN, {"magnification": [0.5, 0], "vignetting": [0.45]}, [],
+                           augment={"exposure": 0.2}, photometric=ranges,
+                           combinations=combinations)  # fmt: skip
     # 0 is the run's own (no magnification): the baseline, no cell of its own.
-    assert set(cells) == {BASELINE, "magnification-0.5", "magnification-0.5+photometric-True"}
+    assert set(cells) == {BASELINE, "magnification-0.5", "vignetting-0.45",
+                          "magnification-0.5+photometric-True", "blur-0.01+photometric-True"}  # fmt: skip
     assert cells["magnification-0.5"]["augment"] == {"magnification": 0.5}
+    assert cells["vignetting-0.45"]["augment"] == {"vignetting": 0.45}
     assert cells["magnification-0.5"]["student"] == cells[BASELINE]["student"]
-    # In a combination the zoom joins the photometric factor's ranges, whichever comes first.
+    # In a combination the key joins the photometric factor's ranges and wins over them,
+    # whichever comes first in the id's alphabetical order.
     both = cells["magnification-0.5+photometric-True"]["augment"]
     assert both == {**ranges, "magnification": 0.5}
+    assert cells["blur-0.01+photometric-True"]["augment"] == {**ranges, "blur": 0.01}
 
 
 def test_combinations_are_cells_with_several_factors_at_once():

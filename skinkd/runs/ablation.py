@@ -44,6 +44,9 @@ PREPROCESSING_VARIANTS = (
 
 # The augment keys the photometric factor sets.
 PHOTOMETRIC_KEYS = ("illuminant", "exposure", "blur", "gamma", "contrast", "vignetting")
+# Factors that set one augment key each, on top of the run's ranges or the photometric
+# factor's: which part of the photometric augmentation does the work.
+AUGMENT_FACTORS = (*PHOTOMETRIC_KEYS, "magnification")
 
 # The image_size factor's cells: the run's preprocessing at another side (``size_<side>``).
 SIZE_PREFIX = "size_"
@@ -100,8 +103,9 @@ def ablation_cells(
     run's preprocessing at that side (variant ``size_<side>``, a cache of its own). The
     ``photometric`` factor's cells train with the ``photometric`` ranges (true) or with none
     (false) instead of the run's ``augment`` ones; the value the run has is its baseline.
-    The ``magnification`` factor's cells train with ``augment.magnification`` at its value
-    (on top of the run's ranges, or of the photometric factor's in a combination).
+    The cells of a factor named after one augment key (``vignetting``, ``magnification``,
+    ...: ``AUGMENT_FACTORS``) train with that key at its value, on top of the run's ranges,
+    or of the photometric factor's in a combination.
     Each of ``combinations`` (factor -> value, ``preprocessing`` among the factors) is one
     more cell with all its values at once, e.g. no distillation for 100 epochs; its id joins
     the single factors' ids with ``+``, in alphabetical order.
@@ -118,12 +122,13 @@ def ablation_cells(
             raise ValueError(f"ablation cell {dict(overrides)}: {TWO_CACHES}")
         chosen: dict[str, Any] = {"preprocessing": "all"}
         student_overrides, augment_overrides = {}, {}
-        for factor, value in overrides.items():
+        # The photometric factor's ranges first, so that a single key set beside it wins.
+        for factor, value in sorted(overrides.items(), key=lambda item: item[0] != "photometric"):
             if factor == "photometric":
                 ranges = dict(photometric or {}) if value else dict.fromkeys(PHOTOMETRIC_KEYS, 0)
                 augment_overrides.update(ranges)
-            elif factor == "magnification":
-                augment_overrides["magnification"] = value
+            elif factor in AUGMENT_FACTORS:
+                augment_overrides[factor] = value
             elif factor in ("image_size", "preprocessing"):
                 variant = f"{SIZE_PREFIX}{value}" if factor == "image_size" else value
                 if variant in ("all", f"{SIZE_PREFIX}{image_size}"):
