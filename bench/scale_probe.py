@@ -2,8 +2,8 @@
 
 Scores a model (by default the pretrained preset's int8 student with its model card) and,
 with --teacher, the run's teacher (an image model, at --teacher-size px, on the card's
-preprocessing at that side, one view: no TTA) on PH2 and on HAM10000's validation split with each raw image magnified about its centre
-before the model card's preprocessing: 1/0.6 and 1/0.8 (the lesion made larger, as a centre
+preprocessing at that side, one view: no TTA) on PH2 and on HAM10000's validation split,
+with each raw image magnified about its centre before preprocessing: 1/0.6 and 1/0.8 (the lesion made larger, as a centre
 crop would), 1 (as it is), 0.7 and 0.5 (made smaller, the edges mirrored), with
 ``skinkd.data.photometric.magnify``, the function of ``augment.magnification``. One more
 condition fills everything outside the dermoscope's circular field (beyond 0.9 of the
@@ -91,12 +91,15 @@ def main() -> None:
     scores = {}
     for set_name, (paths, labels) in sets.items():
         raw = [read_image(path) for path in paths]
-        for model, (preprocessing, probabilities) in models.items():
-            found = scores.setdefault(model, {})[set_name] = {"images": len(raw)}
-            for name, transform in conditions.items():
-                images = np.stack([preprocess_image(transform(im), preprocessing) for im in raw])
-                found[name] = round(roc_auc(labels, probabilities(images)), 4)
-            print(model, set_name, found, flush=True)
+        for model in models:
+            scores.setdefault(model, {})[set_name] = {"images": len(raw)}
+        for name, transform in conditions.items():
+            # Each transform once, shared by the models: only the preprocessing differs.
+            shown = [transform(im) for im in raw]
+            for model, (preprocessing, probabilities) in models.items():
+                images = np.stack([preprocess_image(im, preprocessing) for im in shown])
+                scores[model][set_name][name] = round(roc_auc(labels, probabilities(images)), 4)
+        print(set_name, {model: scores[model][set_name] for model in models}, flush=True)
 
     write_report(
         {
