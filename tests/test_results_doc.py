@@ -351,3 +351,20 @@ def test_grid_progress_tabulates_the_current_cells_and_leaves_stale_ones_out(tmp
     assert "| image_size-128 | 20 | 2 | 0.935 ± 0.007 |" in text and "image_size-64" not in text
     assert "- choice on validation, image_size-128 (2 seeds): validation AUC 0.935 against 0.905" in text
     assert "| baseline | 10 | 2 | 0.895 ± 0.007 | 0.895 ± 0.007 |" in text
+
+
+def test_a_run_timed_beside_other_work_says_so(tmp_path):
+    from skinkd.runs.archive import write_archive
+    from skinkd.runs.results_doc import load_run
+
+    fake_run(tmp_path / "results", "grouped", 1.0, ablation_table(0.85, 0.80, 0.01))
+    runs = [{"name": "grouped", "label": "Grouped", "targets": ["all"], "configfiles": ["a.yaml"]}]
+    run = load_run(tmp_path / "results", "grouped")
+    for share, said in ((0.45, True), (0.03, False), (None, False)):
+        record = {"name": "grouped", "finished": "2026-12-08T02:00:00+0000", "commit": "abc123",
+                  "other_cpu_share": share}  # fmt: skip
+        write_archive(run, record, tmp_path / "docs/grouped.json")
+        text = render(runs, tmp_path / "absent", archive=tmp_path / "docs")
+        sentence = "While it ran, other processes took 45% of the machine's CPU, so its times above"
+        assert (sentence in text) is said
+        assert ("not measured alone" in text) is said

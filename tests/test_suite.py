@@ -125,3 +125,38 @@ def test_a_run_records_the_commit_of_its_code(tmp_path):
     assert code_commit(tmp_path) == head
     (tmp_path / "a.txt").write_text("two\n")
     assert code_commit(tmp_path) == f"{head}+changes"
+
+
+def test_the_machine_busy_time_comes_from_the_kernel_counters(tmp_path):
+    from skinkd.runs.suite import machine_busy_seconds
+
+    stat = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal guest guest_nice, then per-CPU lines.
+    stat.write_text("cpu  300 20 100 5000 80 0 10 0 40 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n")
+    assert machine_busy_seconds(stat) == pytest.approx(430 / os.sysconf("SC_CLK_TCK"))
+    stat.write_text("intr 1 2 3\n")
+    assert machine_busy_seconds(stat) is None
+    assert machine_busy_seconds(tmp_path / "absent") is None
+
+
+def test_the_share_of_other_work_leaves_out_the_runs_own_cpu():
+    from skinkd.runs.suite import other_cpu_share
+
+    # 150 busy CPU seconds in 100 s on 2 cores, 50 of them the run's own: others took half.
+    assert other_cpu_share(150.0, 50.0, 100.0, 2) == pytest.approx(0.5)
+    assert other_cpu_share(150.0, 100.0, 100.0, 2) == pytest.approx(0.25)
+    assert other_cpu_share(40.0, 50.0, 100.0, 2) == 0.0
+    assert other_cpu_share(900.0, 0.0, 100.0, 2) == 1.0
+
+
+def test_a_run_records_how_much_other_work_shared_its_machine(tmp_path, monkeypatch):
+    from skinkd.runs import suite
+
+    monkeypatch.setattr(suite, "snakemake_command", lambda *args: [sys.executable, "-c", "sum(range(10**6))"])
+    run = {"name": "r", "targets": ["all"], "configfiles": []}
+    counters = iter([0.0, 10_000.0])
+    monkeypatch.setattr(suite, "machine_busy_seconds", lambda: next(counters))
+    record = suite.run_one(run, 2, "Snakefile", tmp_path, tmp_path / "log")
+    assert record["other_cpu_share"] == 1.0
+    monkeypatch.setattr(suite, "machine_busy_seconds", lambda: None)
+    assert suite.run_one(run, 2, "Snakefile", tmp_path, tmp_path / "log")["other_cpu_share"] is None

@@ -49,6 +49,9 @@ from skinkd.runs.suite import (
 )
 
 MODELS = ("teacher", "student", "student_fp16", "student_int8")
+# Above this share of the machine's CPU taken by other processes, a run's times are not quoted
+# as timings (a 2-core machine's own housekeeping stays well below it).
+BESIDE_OTHER_WORK = 0.1
 
 
 def _ci(evaluation: Mapping[str, Any], metric: str) -> str:
@@ -117,7 +120,12 @@ def _provenance(record: Mapping[str, Any] | None) -> str:
     """When and with which code an archived run finished."""
     if not record:
         return ""
-    return f" Finished {record['finished']} at commit {record.get('commit', 'unknown')}."
+    text = f" Finished {record['finished']} at commit {record.get('commit', 'unknown')}."
+    share = record.get("other_cpu_share")
+    if share is not None and share > BESIDE_OTHER_WORK:
+        text += (f" While it ran, other processes took {share:.0%} of the machine's CPU, so "
+                 "its times above were not measured alone.")  # fmt: skip
+    return text
 
 
 def metrics_section(label: str, command: str, run: Mapping[str, Any]) -> list[str]:

@@ -8,6 +8,8 @@ through the same workflow; every run resumes where it stopped, like any Snakemak
 from __future__ import annotations
 
 import logging
+import os
+import resource
 import subprocess
 import sys
 import time
@@ -127,10 +129,12 @@ def run_one(
     """Run (or resume) one run; its Snakemake output goes to ``log_path``. A record of it."""
     command = snakemake_command(run, cores, snakefile, workdir)
     log.info("run %s: %s", run["name"], " ".join(command))
+    busy_before, own_before = machine_busy_seconds(), _children_cpu_seconds()
     started = time.time()
     with open(log_path, "a") as out:
         code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
     seconds = time.time() - started
+    busy_after, own = machine_busy_seconds(), _children_cpu_seconds() - own_before
     if code != 0:
         raise SkinkdError(f"run {run['name']!r} failed (exit {code}); its Snakemake log: {log_path}")
     log.info("run %s done in %.1f s", run["name"], seconds)
@@ -140,7 +144,37 @@ def run_one(
         "seconds_this_invocation": round(seconds, 1),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "commit": code_commit(workdir),
+        "other_cpu_share": None
+        if busy_before is None or busy_after is None
+        else other_cpu_share(busy_after - busy_before, own, seconds, os.cpu_count() or 1),
     }
+
+
+def machine_busy_seconds(stat: str | Path = "/proc/stat") -> float | None:
+    """CPU seconds every process on the machine has spent busy since boot; None where the
+    kernel does not say (not Linux)."""
+    try:
+        fields = Path(stat).read_text().split("\n", 1)[0].split()
+        ticks = [int(value) for value in fields[1:9]]
+    except (OSError, ValueError):
+        return None
+    if fields[0] != "cpu" or len(ticks) < 5:
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is inside user and nice).
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def other_cpu_share(machine_busy: float, own: float, wall: float, cores: int) -> float:
+    """The share of the machine's CPU that processes other than the run took while it ran:
+    above a few percent, its wall times were not measured alone."""
+    if wall <= 0:
+        return 0.0
+    return round(min(1.0, max(0.0, machine_busy - own) / (wall * cores)), 3)
 
 
 def code_commit(workdir: str | Path) -> str:
