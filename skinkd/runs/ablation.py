@@ -101,8 +101,9 @@ def ablation_cells(
     so a CPU budget can shrink the grid without changing its shape. The ``image_size``
     factor tries other input sides than the run's ``image_size``: its cells train on the
     run's preprocessing at that side (variant ``size_<side>``, a cache of its own). The
-    ``photometric`` factor's cells train with the ``photometric`` ranges (true) or with none
-    (false) instead of the run's ``augment`` ones; the value the run has is its baseline.
+    ``photometric`` factor's cells train with the ``photometric`` ranges (true) or with those
+    keys off (false) in place of the run's photometric ranges; the run's other ``augment``
+    settings (flips, rotations) stay, and the value the run has is its baseline.
     The cells of a factor named after one augment key (``vignetting``, ``magnification``,
     ...: ``AUGMENT_FACTORS``) train with that key at its value, on top of the run's ranges,
     or of the photometric factor's in a combination.
