@@ -177,9 +177,14 @@ def other_cpu_share(machine_busy: float, own: float, wall: float, cores: int) ->
     return round(min(1.0, max(0.0, machine_busy - own) / (wall * cores)), 3)
 
 
+# What the suite itself writes: Snakemake deletes a run's archive when the run starts, which
+# is no change to the code it runs.
+SUITE_OUTPUTS = ("docs/runs", "docs/results.md")
+
+
 def code_commit(workdir: str | Path) -> str:
-    """The checkout's commit, ``+changes`` where tracked files differ from it; ``unknown``
-    outside git."""
+    """The checkout's commit, ``+changes`` where tracked files other than the suite's own
+    outputs differ from it; ``unknown`` outside git."""
 
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(workdir), *args], capture_output=True,
@@ -187,7 +192,8 @@ def code_commit(workdir: str | Path) -> str:
 
     try:
         commit = git("rev-parse", "--short=12", "HEAD")
-        changed = git("status", "--porcelain", "--untracked-files=no")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                      *(f":(exclude){path}" for path in SUITE_OUTPUTS))  # fmt: skip
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("+changes" if changed else "")
