@@ -34,6 +34,34 @@ class Checkpoint:
                 folder.rmdir()
 
 
+# Inputs up to this size are hashed whole. A larger one (the caches and models: .npz and
+# .keras, zip files) by its size, its first and its last MiB: a zip's central directory, at
+# its end, holds every member's CRC-32, so any changed member changes it. Hashing gigabytes
+# whole would cost minutes at every job start.
+WHOLE_HASH_BYTES = 64 << 20
+EDGE_BYTES = 1 << 20
+
+
+def content_fingerprint(path: str | os.PathLike) -> str:
+    """A digest of the file's content (whole, or size and edges for a large zip); a folder
+    is named only, its content being vouched for by the manifests that list it."""
+    path = Path(path)
+    if path.is_dir():
+        return "folder"
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as handle:
+        head = handle.read(EDGE_BYTES)
+        digest.update(head)
+        if size > WHOLE_HASH_BYTES and head.startswith(b"PK"):
+            handle.seek(size - EDGE_BYTES)
+            digest.update(handle.read())
+        else:
+            for block in iter(lambda: handle.read(EDGE_BYTES), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 def job_checkpoint(
     rule: str,
     output: str | os.PathLike,
@@ -43,12 +71,10 @@ def job_checkpoint(
 ) -> Checkpoint:
     """The checkpoint of one job: in ``.checkpoints/`` beside its first output (not an
     output, so Snakemake neither demands nor deletes it), keyed by the rule, its wildcards,
-    its params and each input's path, size and modification time (a changed input or
-    setting starts afresh; hashing gigabytes of features would cost minutes)."""
-    stamps = []
-    for path in map(Path, inputs):
-        stat = path.stat()
-        stamps.append([str(path), stat.st_size, stat.st_mtime_ns])
+    its params and each input's path and content (:func:`content_fingerprint`): a changed
+    input or setting starts afresh, while inputs that only got new times (data copied or
+    mounted again, then touched) keep their checkpoint."""
+    stamps = [[str(path), content_fingerprint(path)] for path in map(Path, inputs)]
     text = json.dumps(
         {"rule": rule, "wildcards": dict(wildcards), "params": dict(params), "inputs": stamps},
         sort_keys=True,

@@ -609,6 +609,7 @@ def test_a_checkpoint_of_another_run_is_ignored_with_a_log_line(killed_run, tmp_
 
 
 def test_job_checkpoint_lives_beside_the_output_and_its_key_follows_what_determines_the_run(tmp_path):
+    import os
     import time
 
     from skinkd.checkpoint import job_checkpoint
@@ -628,7 +629,9 @@ def test_job_checkpoint_lives_beside_the_output_and_its_key_follows_what_determi
     assert key().key == first.key
     assert key(params={"epochs": 11}).key != first.key
     assert key(wildcards={"cell": "baseline", "seed": "2"}).key != first.key
-    time.sleep(0.01)
+    # New times on the same content (data copied again, then touched) keep the key.
+    os.utime(inputs[0], (time.time() + 60, time.time() + 60))
+    assert key().key == first.key
     inputs[1].write_bytes(b"y")
     assert key().key != first.key
     first.folder.mkdir(parents=True)
@@ -636,6 +639,35 @@ def test_job_checkpoint_lives_beside_the_output_and_its_key_follows_what_determi
     first.remove()
     assert not (tmp_path / "results/student/.checkpoints").exists()
     assert output.parent.is_dir()
+
+
+def test_a_large_zip_input_is_fingerprinted_by_its_edges_and_still_sees_a_changed_member(tmp_path, monkeypatch):
+    import skinkd.checkpoint as checkpoint
+
+    monkeypatch.setattr(checkpoint, "WHOLE_HASH_BYTES", 10_000)
+    monkeypatch.setattr(checkpoint, "EDGE_BYTES", 1000)
+    rng = np.random.default_rng(0)
+    big = {"a": rng.random(2000), "b": rng.random(2000), "c": rng.random(2000)}
+    path = tmp_path / "cache.npz"
+    np.savez(path, **big)
+    first = checkpoint.content_fingerprint(path)
+    # One value of the middle member (48 kB in all): outside both edges of 1 kB, inside its
+    # CRC-32 in the central directory at the end.
+    big["b"][1000] += 1.0
+    np.savez(path, **big)
+    assert checkpoint.content_fingerprint(path) != first
+    big["b"][1000] -= 1.0
+    np.savez(path, **big)
+    assert checkpoint.content_fingerprint(path) == first
+    # A large file that is not a zip is hashed whole.
+    plain = tmp_path / "plain.bin"
+    data = bytearray(50_000)
+    plain.write_bytes(bytes(data))
+    before = checkpoint.content_fingerprint(plain)
+    data[25_000] = 1
+    plain.write_bytes(bytes(data))
+    assert checkpoint.content_fingerprint(plain) != before
+    assert checkpoint.content_fingerprint(tmp_path) == "folder"
 
 
 
