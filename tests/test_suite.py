@@ -142,7 +142,9 @@ def test_the_machine_busy_time_comes_from_the_kernel_counters(tmp_path):
     stat = tmp_path / "stat"
     # user nice system idle iowait irq softirq steal guest guest_nice, then per-CPU lines.
     stat.write_text("cpu  300 20 100 5000 80 0 10 0 40 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n")
-    assert machine_busy_seconds(stat) == pytest.approx(430 / os.sysconf("SC_CLK_TCK"))
+    busy, cpus = machine_busy_seconds(stat)
+    assert busy == pytest.approx(430 / os.sysconf("SC_CLK_TCK"))
+    assert cpus == 1
     stat.write_text("intr 1 2 3\n")
     assert machine_busy_seconds(stat) is None
     assert machine_busy_seconds(tmp_path / "absent") is None
@@ -163,7 +165,7 @@ def test_a_run_records_how_much_other_work_shared_its_machine(tmp_path, monkeypa
 
     monkeypatch.setattr(suite, "snakemake_command", lambda *args: [sys.executable, "-c", "sum(range(10**6))"])
     run = {"name": "r", "targets": ["all"], "configfiles": []}
-    counters = iter([0.0, 10_000.0])
+    counters = iter([(0.0, 2), (10_000.0, 2)])
     monkeypatch.setattr(suite, "machine_busy_seconds", lambda: next(counters))
     record = suite.run_one(run, 2, "Snakefile", tmp_path, tmp_path / "log")
     assert record["other_cpu_share"] == 1.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -146,22 +147,24 @@ def run_one(
         "commit": code_commit(workdir),
         "other_cpu_share": None
         if busy_before is None or busy_after is None
-        else other_cpu_share(busy_after - busy_before, own, seconds, os.cpu_count() or 1),
+        else other_cpu_share(busy_after[0] - busy_before[0], own, seconds, busy_after[1]),
     }
 
 
-def machine_busy_seconds(stat: str | Path = "/proc/stat") -> float | None:
-    """CPU seconds every process on the machine has spent busy since boot; None where the
-    kernel does not say (not Linux)."""
+def machine_busy_seconds(stat: str | Path = "/proc/stat") -> tuple[float, int] | None:
+    """CPU seconds every process on the machine has spent busy since boot, and the number of
+    CPUs they were counted over; None where the kernel does not say (not Linux)."""
     try:
-        fields = Path(stat).read_text().split("\n", 1)[0].split()
+        lines = Path(stat).read_text().splitlines()
+        fields = lines[0].split()
         ticks = [int(value) for value in fields[1:9]]
-    except (OSError, ValueError):
+    except (OSError, ValueError, IndexError):
         return None
     if fields[0] != "cpu" or len(ticks) < 5:
         return None
+    cpus = sum(1 for line in lines if re.match(r"cpu\d+ ", line))
     # user nice system idle iowait irq softirq steal (guest time is inside user and nice).
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK"), max(cpus, 1)
 
 
 def _children_cpu_seconds() -> float:
