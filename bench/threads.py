@@ -16,7 +16,6 @@ recorded, and the medians and their ratios are reported. Writes bench/results/th
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
 import statistics
 import subprocess
@@ -29,6 +28,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from report import machine, write_report  # noqa: E402  (bench/ is the script's folder)
+from skinkd.runs.suite import children_cpu_seconds  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results" / "threads.json"
@@ -55,12 +55,11 @@ def snakemake(source: Path, workdir: Path, *args: str) -> None:
 
 
 def timed_grid(source: Path, workdir: Path, cores: int) -> dict[str, float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = children_cpu_seconds()
     start = time.perf_counter()
     snakemake(source, workdir, "ablation", "--cores", str(cores), "--forcerun", "ablation_cell")
     wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cpu = children_cpu_seconds() - before
     return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2)}
 
 

@@ -130,12 +130,12 @@ def run_one(
     """Run (or resume) one run; its Snakemake output goes to ``log_path``. A record of it."""
     command = snakemake_command(run, cores, snakefile, workdir)
     log.info("run %s: %s", run["name"], " ".join(command))
-    busy_before, own_before = machine_busy_seconds(), _children_cpu_seconds()
+    busy_before, own_before = machine_busy_seconds(), children_cpu_seconds()
     started = time.time()
     with open(log_path, "a") as out:
         code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
     seconds = time.time() - started
-    busy_after, own = machine_busy_seconds(), _children_cpu_seconds() - own_before
+    busy_after, own = machine_busy_seconds(), children_cpu_seconds() - own_before
     if code != 0:
         raise SkinkdError(f"run {run['name']!r} failed (exit {code}); its Snakemake log: {log_path}")
     log.info("run %s done in %.1f s", run["name"], seconds)
@@ -167,7 +167,7 @@ def machine_busy_seconds(stat: str | Path = "/proc/stat") -> tuple[float, int] |
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK"), max(cpus, 1)
 
 
-def _children_cpu_seconds() -> float:
+def children_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
